@@ -1,0 +1,1 @@
+//! Flags → `Config` (written next).

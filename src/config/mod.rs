@@ -1,0 +1,269 @@
+//! `Config`: the parsed, typed settings of every component. `cli.rs` builds
+//! it from flags, `--config` TOML and `CCNPROXY_*` variables; every default
+//! lives here. Each component's constructor takes only its own `*Config`.
+
+pub mod cli;
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::route::Origin;
+
+/// All settings, one part per component.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Client-facing socket and timeouts.
+    pub listener: ListenerConfig,
+    /// Where requests go.
+    pub route: RouteConfig,
+    /// Which origins may be reached.
+    pub policy: PolicyConfig,
+    /// Upstream connections.
+    pub pool: PoolConfig,
+    /// Name resolution for origins.
+    pub dns: DnsConfig,
+    /// Upstream TLS trust.
+    pub tls: TlsConfig,
+    /// Access-log format and destination.
+    pub access_log: AccessLogConfig,
+    /// SigV4 re-signing.
+    pub sign: SignConfig,
+    /// Metrics and per-client accounting.
+    pub metrics: MetricsConfig,
+    /// Limits on what clients may send.
+    pub limits: LimitsConfig,
+    /// Process lifecycle.
+    pub process: ProcessConfig,
+}
+
+/// Client-facing listener.
+#[derive(Debug, Clone)]
+pub struct ListenerConfig {
+    /// Address to bind (`-l` and `-p`).
+    pub addr: SocketAddr,
+    /// Time allowed to read a request head (slow headers are cut after it).
+    pub read_timeout: Duration,
+    /// Time allowed for writing a response to the client.
+    pub write_timeout: Duration,
+    /// Idle keep-alive client connections are closed after this.
+    pub client_idle_timeout: Duration,
+    /// Concurrent client connections at most; beyond it new ones get 503.
+    pub max_client_conns: usize,
+    /// Serve the admin endpoints here instead of (as well as) the main port.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+/// Routing settings.
+#[derive(Debug, Clone)]
+pub struct RouteConfig {
+    /// `--upstream`: fixed origin for requests no other rule claims.
+    pub upstream: Option<Origin>,
+    /// `--https-upgrade` host patterns: `http://` targets and plain Hosts that
+    /// match go to `https://host:443`.
+    pub https_upgrade: Vec<String>,
+}
+
+/// Host patterns and address guard.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Target names that may be reached (glob, `*` = any).
+    pub allow_host: Vec<String>,
+    /// Target names refused even when allowed.
+    pub deny_host: Vec<String>,
+    /// Non-public address ranges that may be reached anyway.
+    pub allow_cidr: Vec<IpNet>,
+}
+
+/// The upstream pool.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Idle HTTP/1.1 connections kept per origin (`-c`).
+    pub keepalive_conns: usize,
+    /// Open HTTP/1.1 connections per origin at most (0 = unlimited).
+    pub max_conns_per_host: usize,
+    /// How long a request may wait for a connection or stream.
+    pub wait_timeout: Duration,
+    /// Idle connections are closed after this.
+    pub idle_timeout: Duration,
+    /// Connections are retired after this age.
+    pub max_conn_lifetime: Duration,
+    /// HTTP/2 connections per origin at most.
+    pub h2_conns: usize,
+    /// PING idle HTTP/2 connections this often.
+    pub h2_ping_interval: Duration,
+    /// Time to wait for a response head (`--proxy-read-timeout`).
+    pub response_timeout: Duration,
+    /// Time allowed for TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+    /// Origins to connect to at start and keep warm.
+    pub prewarm: Vec<Origin>,
+}
+
+/// One `--resolve host:port:addr` override.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolveOverride {
+    /// Host name, lowercase.
+    pub host: String,
+    /// Port the override applies to.
+    pub port: u16,
+    /// Addresses to use.
+    pub addrs: Vec<IpAddr>,
+}
+
+/// Name resolution.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    /// `--dns-server`: use this server instead of the system configuration.
+    pub server: Option<SocketAddr>,
+    /// `--resolve` overrides; they win over DNS.
+    pub resolve: Vec<ResolveOverride>,
+    /// Records are kept at least this long.
+    pub min_ttl: Duration,
+    /// A failed refresh keeps using the last answer this long.
+    pub stale_grace: Duration,
+}
+
+/// Upstream TLS.
+#[derive(Debug, Clone, Default)]
+pub struct TlsConfig {
+    /// Extra trusted roots (PEM), on top of the system ones.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// Where access-log lines go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogDestination {
+    /// Standard error (default).
+    Stderr,
+    /// Standard output.
+    Stdout,
+    /// Nowhere.
+    None,
+    /// Rotated files in this directory.
+    Dir(PathBuf),
+}
+
+/// Access log.
+#[derive(Debug, Clone)]
+pub struct AccessLogConfig {
+    /// Destination.
+    pub destination: LogDestination,
+    /// Preset name or custom `mod_log_config` string.
+    pub format: String,
+    /// Rotated files kept.
+    pub rotate_count: usize,
+    /// A new file starts this often.
+    pub rotate_interval: Duration,
+}
+
+/// SigV4 re-signing (`--sign`).
+#[derive(Debug, Clone)]
+pub struct SignConfig {
+    /// Re-sign requests at all.
+    pub enabled: bool,
+    /// Origins (host patterns) to sign; empty = all AWS names.
+    pub hosts: Vec<String>,
+    /// Largest non-S3 body hashed for signing; beyond it 413.
+    pub max_body: u64,
+}
+
+/// How a client is named in per-client accounting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientKey {
+    /// SigV4 access key id, else the client address.
+    Auto,
+    /// The value of this request header, else the client address.
+    Header(http::HeaderName),
+}
+
+/// Metrics.
+#[derive(Debug, Clone)]
+pub struct MetricsConfig {
+    /// Client key source.
+    pub client_key: ClientKey,
+    /// Distinct client keys tracked; the rest count as `other`.
+    pub max_client_keys: usize,
+}
+
+/// Limits on client input.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// Request head size at most (431 beyond).
+    pub max_header_bytes: usize,
+    /// Header count at most (431 beyond).
+    pub max_headers: usize,
+    /// Request-target length at most (414 beyond).
+    pub max_uri_bytes: usize,
+    /// Requests per second per client key (0 = unlimited).
+    pub rate_limit: u32,
+    /// Burst allowed above the rate.
+    pub rate_burst: u32,
+}
+
+/// Process lifecycle.
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// In-flight requests get this long after SIGTERM.
+    pub shutdown_timeout: Duration,
+    /// Written at start, removed at exit.
+    pub pid_file: Option<PathBuf>,
+}
+
+/// AWS names that are allowed and upgraded to HTTPS by default.
+pub const AWS_PATTERNS: [&str; 4] = ["*.amazonaws.com", "*.amazonaws.com.cn", "*.api.aws", "*.on.aws"];
+
+impl Default for Config {
+    fn default() -> Self {
+        let aws: Vec<String> = AWS_PATTERNS.iter().map(|p| p.to_string()).collect();
+        Config {
+            listener: ListenerConfig {
+                addr: SocketAddr::from(([0, 0, 0, 0], 3000)),
+                read_timeout: Duration::from_secs(30),
+                write_timeout: Duration::from_secs(90),
+                client_idle_timeout: Duration::from_secs(120),
+                max_client_conns: 50_000,
+                metrics_listen: None,
+            },
+            route: RouteConfig { upstream: None, https_upgrade: aws.clone() },
+            policy: PolicyConfig { allow_host: aws, deny_host: Vec::new(), allow_cidr: Vec::new() },
+            pool: PoolConfig {
+                keepalive_conns: 2,
+                max_conns_per_host: 0,
+                wait_timeout: Duration::from_secs(30),
+                idle_timeout: Duration::from_secs(90),
+                max_conn_lifetime: Duration::from_secs(600),
+                h2_conns: 2,
+                h2_ping_interval: Duration::from_secs(30),
+                response_timeout: Duration::from_secs(60),
+                connect_timeout: Duration::from_secs(10),
+                prewarm: Vec::new(),
+            },
+            dns: DnsConfig {
+                server: None,
+                resolve: Vec::new(),
+                min_ttl: Duration::from_secs(1),
+                stale_grace: Duration::from_secs(300),
+            },
+            tls: TlsConfig::default(),
+            access_log: AccessLogConfig {
+                destination: LogDestination::Stderr,
+                format: "aws".to_owned(),
+                rotate_count: 30,
+                rotate_interval: Duration::from_secs(1440 * 60),
+            },
+            sign: SignConfig { enabled: false, hosts: Vec::new(), max_body: 10 << 20 },
+            metrics: MetricsConfig { client_key: ClientKey::Auto, max_client_keys: 1000 },
+            limits: LimitsConfig {
+                max_header_bytes: 64 << 10,
+                max_headers: 100,
+                max_uri_bytes: 8 << 10,
+                rate_limit: 0,
+                rate_burst: 0,
+            },
+            process: ProcessConfig { shutdown_timeout: Duration::from_secs(3600), pid_file: None },
+        }
+    }
+}
