@@ -4,7 +4,7 @@
 
 pub mod cli;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -109,8 +109,9 @@ pub struct ResolveOverride {
     pub host: String,
     /// Port the override applies to.
     pub port: u16,
-    /// Addresses to use.
-    pub addrs: Vec<IpAddr>,
+    /// Addresses to connect to; a port of 0 means the origin's own port.
+    /// (`--resolve host:443:127.0.0.1:8443` pins both, a ccnproxy extension.)
+    pub addrs: Vec<SocketAddr>,
 }
 
 /// Name resolution.
