@@ -112,7 +112,11 @@ impl Service {
         if req.headers().contains_key(&CHOCON_VER) {
             return Err(PolicyError::Loop.into());
         }
-        self.policy.check_host(&origin.host)?;
+        // `--upstream` was named by the operator: no host pattern needed (the
+        // address guard still applies when it is resolved).
+        if mode != Mode::Upstream {
+            self.policy.check_host(&origin.host)?;
+        }
         if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > self.max_uri_bytes {
             return Err(ProxyError::UriTooLong(self.max_uri_bytes));
         }
