@@ -93,13 +93,21 @@ impl AccessLog {
             }
             let _ = out.flush().await;
         });
-        let log = AccessLog { tx: Some(tx), request_headers: vec![http::header::USER_AGENT, http::header::REFERER].into() };
+        let log = AccessLog {
+            tx: Some(tx),
+            request_headers: vec![http::header::USER_AGENT, http::header::REFERER].into(),
+        };
         Ok((log, Writer { task }))
     }
 
     /// Request header names the format needs; the request path copies only these.
     pub fn request_headers(&self) -> &[HeaderName] {
         &self.request_headers
+    }
+
+    /// Response header names the format needs.
+    pub fn response_headers(&self) -> &[HeaderName] {
+        &[]
     }
 
     /// Queues one record. Never drops a record: when the queue is full the

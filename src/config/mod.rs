@@ -44,12 +44,12 @@ pub struct Config {
 pub struct ListenerConfig {
     /// Address to bind (`-l` and `-p`).
     pub addr: SocketAddr,
-    /// Time allowed to read a request head (slow headers are cut after it).
+    /// Time allowed to receive a request head, counted from when the
+    /// connection starts waiting for one (slow headers and idle keep-alive
+    /// connections are cut after it).
     pub read_timeout: Duration,
     /// Time allowed for writing a response to the client.
     pub write_timeout: Duration,
-    /// Idle keep-alive client connections are closed after this.
-    pub client_idle_timeout: Duration,
     /// Concurrent client connections at most; beyond it new ones get 503.
     pub max_client_conns: usize,
     /// Serve the admin endpoints here instead of (as well as) the main port.
@@ -214,7 +214,12 @@ pub struct ProcessConfig {
 }
 
 /// AWS names that are allowed and upgraded to HTTPS by default.
-pub const AWS_PATTERNS: [&str; 4] = ["*.amazonaws.com", "*.amazonaws.com.cn", "*.api.aws", "*.on.aws"];
+pub const AWS_PATTERNS: [&str; 4] = [
+    "*.amazonaws.com",
+    "*.amazonaws.com.cn",
+    "*.api.aws",
+    "*.on.aws",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -224,12 +229,18 @@ impl Default for Config {
                 addr: SocketAddr::from(([0, 0, 0, 0], 3000)),
                 read_timeout: Duration::from_secs(30),
                 write_timeout: Duration::from_secs(90),
-                client_idle_timeout: Duration::from_secs(120),
                 max_client_conns: 50_000,
                 metrics_listen: None,
             },
-            route: RouteConfig { upstream: None, https_upgrade: aws.clone() },
-            policy: PolicyConfig { allow_host: aws, deny_host: Vec::new(), allow_cidr: Vec::new() },
+            route: RouteConfig {
+                upstream: None,
+                https_upgrade: aws.clone(),
+            },
+            policy: PolicyConfig {
+                allow_host: aws,
+                deny_host: Vec::new(),
+                allow_cidr: Vec::new(),
+            },
             pool: PoolConfig {
                 keepalive_conns: 2,
                 max_conns_per_host: 0,
@@ -255,8 +266,15 @@ impl Default for Config {
                 rotate_count: 30,
                 rotate_interval: Duration::from_secs(1440 * 60),
             },
-            sign: SignConfig { enabled: false, hosts: Vec::new(), max_body: 10 << 20 },
-            metrics: MetricsConfig { client_key: ClientKey::Auto, max_client_keys: 1000 },
+            sign: SignConfig {
+                enabled: false,
+                hosts: Vec::new(),
+                max_body: 10 << 20,
+            },
+            metrics: MetricsConfig {
+                client_key: ClientKey::Auto,
+                max_client_keys: 1000,
+            },
             limits: LimitsConfig {
                 max_header_bytes: 64 << 10,
                 max_headers: 100,
@@ -264,7 +282,10 @@ impl Default for Config {
                 rate_limit: 0,
                 rate_burst: 0,
             },
-            process: ProcessConfig { shutdown_timeout: Duration::from_secs(3600), pid_file: None },
+            process: ProcessConfig {
+                shutdown_timeout: Duration::from_secs(3600),
+                pid_file: None,
+            },
         }
     }
 }
