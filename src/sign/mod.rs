@@ -27,7 +27,9 @@
 //!     forwarded half-understood.
 //!   - Everything else: the body is read whole up to `--sign-max-body`
 //!     (`SignError::BodyTooLarge` beyond, checked against `Content-Length`
-//!     before reading) and its SHA-256 signed.
+//!     before reading) and its SHA-256 signed. A body held back for
+//!     `Expect: 100-continue` is let through first (the proxy accepts it on
+//!     the origin's behalf: the head cannot leave before the hash is known).
 //! - Pre-signed URLs (`X-Amz-Signature`, or SigV2 `Signature` in the query)
 //!   carry their own authority and pass unchanged.
 //!
@@ -46,11 +48,11 @@ use aws_sigv4::http_request::{
     UriPathNormalizationMode,
 };
 use aws_smithy_runtime_api::client::identity::Identity;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Request};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 
 pub use chunked::{ChunkSigner, Resigned};
 pub use credentials::CredentialsCache;
@@ -220,6 +222,11 @@ impl Signer {
 
         let (body, hashed) = match payload {
             Payload::Hashed { .. } => {
+                // `Expect: 100-continue`: the proxy accepts the body on the
+                // origin's behalf, as it must read it before sending the head.
+                if let Some(signal) = parts.extensions.get::<body::ContinueSignal>() {
+                    signal.0.notify_one();
+                }
                 let bytes = self.read_body(&parts.headers, body).await?;
                 (None, Some(bytes))
             }
@@ -317,12 +324,21 @@ impl Signer {
         {
             return Err(too_large);
         }
-        let limit = usize::try_from(self.max_body).unwrap_or(usize::MAX);
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(err) if err.is::<http_body_util::LengthLimitError>() => Err(too_large),
-            Err(err) => Err(SignError::Body(err)),
+        // A hand-written loop rather than `http_body_util::Limited`: the
+        // latter's `Into<BoxError>` bound makes this future not `Send` for
+        // every lifetime (rust-lang/rust#102211) once the service spawns it.
+        let mut body = body;
+        let mut bytes = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(SignError::Body)?;
+            if let Ok(data) = frame.into_data() {
+                if (bytes.len() + data.len()) as u64 > self.max_body {
+                    return Err(too_large);
+                }
+                bytes.extend_from_slice(&data);
+            }
         }
+        Ok(bytes.freeze())
     }
 }
 

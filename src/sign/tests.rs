@@ -291,6 +291,31 @@ async fn large_bodies_are_refused_before_and_while_reading() {
 }
 
 #[tokio::test]
+async fn a_body_waiting_for_100_continue_is_let_through_before_hashing() {
+    let notify = std::sync::Arc::new(tokio::sync::Notify::new());
+    let gate = notify.clone();
+    let stream = futures_util::stream::once(async move {
+        gate.notified().await;
+        Ok::<_, BoxError>(http_body::Frame::data(Bytes::from_static(b"{}")))
+    });
+    let mut req = Request::post("/")
+        .header("host", "dynamodb.us-east-1.amazonaws.com")
+        .header("expect", "100-continue")
+        .body(http_body_util::StreamBody::new(stream).boxed_unsync())
+        .unwrap();
+    req.extensions_mut().insert(body::ContinueSignal(notify));
+    let signed = tokio::time::timeout(
+        Duration::from_secs(10),
+        signer_with(None, 1 << 20).sign(req, &origin("dynamodb.us-east-1.amazonaws.com")),
+    )
+    .await
+    .expect("the signer opens the gate itself")
+    .unwrap();
+    assert!(!header(&signed, "authorization").unwrap().contains("expect"));
+    assert_eq!(body_bytes(signed).await, "{}");
+}
+
+#[tokio::test]
 async fn presigned_urls_pass_unchanged() {
     for query in [
         "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature=ab",
