@@ -279,9 +279,12 @@ pub fn is_region(label: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// (signing name, region, is S3 object data) expected for a host.
+    type Want = Option<(&'static str, Option<&'static str>, bool)>;
+
     #[test]
     fn endpoints_give_signing_name_and_region() {
-        let cases: &[(&str, Option<(&str, Option<&str>, bool)>)] = &[
+        let cases: &[(&str, Want)] = &[
             // S3, every shape.
             ("s3.amazonaws.com", Some(("s3", Some("us-east-1"), true))),
             ("S3.AmazonAWS.com.", Some(("s3", Some("us-east-1"), true))),

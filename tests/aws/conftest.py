@@ -367,6 +367,7 @@ class Cli:
             "NO_PROXY": "",
             "no_proxy": "",
             "PYTHONPATH": str(SHIM),
+            "PYTHONDONTWRITEBYTECODE": "1",
             "CCNPROXY_TEST_RESOLVE": resolve,
             **credentials.env(),
         }

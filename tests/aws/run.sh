@@ -16,4 +16,5 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
 fi
 
 cargo build
+export PYTHONDONTWRITEBYTECODE=1
 exec "$venv/bin/pytest" -q tests/aws "$@"
