@@ -199,3 +199,19 @@ def test_with_sign_aws_chunked_uploads_keep_their_encoding(start_proxy, moto, cr
     for key in ("unsigned-trailer", "signed-chunks"):
         s3.delete_object(Bucket="ccn-chunked", Key=key)
     s3.delete_bucket(Bucket="ccn-chunked")
+
+
+def test_with_sign_s3_keys_that_need_escaping(start_proxy, moto, credentials, tls, resolve):
+    proxy = start_proxy("--sign", credentials=credentials)
+    resolve(LABEL)
+    s3 = boto_client("s3", WRONG, host_endpoint("s3.amazonaws.com", proxy), tls)
+    s3.create_bucket(Bucket="ccn-escaping")
+    keys = ["dir/a b+c=d.txt", "ünïcödé/ключ", "x%2Fy", "tilde~and*star"]
+    for key in keys:
+        s3.put_object(Bucket="ccn-escaping", Key=key, Body=key.encode())
+    listed = s3.list_objects_v2(Bucket="ccn-escaping", Prefix="")["Contents"]
+    assert sorted(o["Key"] for o in listed) == sorted(keys)
+    for key in keys:
+        assert s3.get_object(Bucket="ccn-escaping", Key=key)["Body"].read() == key.encode()
+        s3.delete_object(Bucket="ccn-escaping", Key=key)
+    s3.delete_bucket(Bucket="ccn-escaping")
