@@ -45,7 +45,8 @@ impl HostPattern {
             Self::Any => true,
             Self::Below(suffix) => {
                 host.len() > suffix.len()
-                    && host.as_bytes()[host.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+                    && host.as_bytes()[host.len() - suffix.len()..]
+                        .eq_ignore_ascii_case(suffix.as_bytes())
             }
             Self::Exact(name) => host.eq_ignore_ascii_case(name),
         }
@@ -61,7 +62,10 @@ impl HostPatterns {
     pub fn parse<S: AsRef<str>>(patterns: &[S]) -> Result<Self, String> {
         patterns
             .iter()
-            .map(|p| HostPattern::parse(p.as_ref()).ok_or_else(|| format!("bad host pattern {:?}", p.as_ref())))
+            .map(|p| {
+                HostPattern::parse(p.as_ref())
+                    .ok_or_else(|| format!("bad host pattern {:?}", p.as_ref()))
+            })
             .collect::<Result<Vec<_>, _>>()
             .map(Self)
     }

@@ -54,39 +54,65 @@ pub struct Origin {
 impl Origin {
     /// Builds an origin from parts; `host` must already be validated.
     pub fn new(scheme: Scheme, host: &str, port: u16) -> Self {
-        Origin { scheme, host: host.to_ascii_lowercase().into(), port }
+        Origin {
+            scheme,
+            host: host.to_ascii_lowercase().into(),
+            port,
+        }
     }
 
     /// Parses `http://host[:port]` or `https://host[:port]` (a path, if
     /// any, must be `/`).
     pub fn from_url(url: &str) -> Result<Self, RouteError> {
-        let uri: Uri = url.parse().map_err(|_| RouteError::BadUrl(url.to_owned()))?;
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| RouteError::BadUrl(url.to_owned()))?;
         let scheme = match uri.scheme_str() {
             Some("http") => Scheme::Http,
             Some("https") => Scheme::Https,
             _ => return Err(RouteError::BadUrl(url.to_owned())),
         };
-        let auth = uri.authority().ok_or_else(|| RouteError::BadUrl(url.to_owned()))?;
+        let auth = uri
+            .authority()
+            .ok_or_else(|| RouteError::BadUrl(url.to_owned()))?;
         if auth.as_str().contains('@') || !matches!(uri.path(), "" | "/") {
             return Err(RouteError::BadUrl(url.to_owned()));
         }
         let host = validate_host(auth.host())?;
-        Ok(Origin::new(scheme, &host, auth.port_u16().unwrap_or(scheme.default_port())))
+        Ok(Origin::new(
+            scheme,
+            &host,
+            auth.port_u16().unwrap_or(scheme.default_port()),
+        ))
     }
 
     /// The `Host` value for this origin: the port is left out when it is the
     /// scheme's default.
     pub fn authority(&self) -> String {
         let host: &str = &self.host;
-        let host = if host.contains(':') { format!("[{host}]") } else { host.to_owned() };
-        if self.port == self.scheme.default_port() { host } else { format!("{host}:{}", self.port) }
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        if self.port == self.scheme.default_port() {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
     }
 }
 
 impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.host.contains(':') {
-            write!(f, "{}://[{}]:{}", self.scheme.as_str(), self.host, self.port)
+            write!(
+                f,
+                "{}://[{}]:{}",
+                self.scheme.as_str(),
+                self.host,
+                self.port
+            )
         } else {
             write!(f, "{}://{}:{}", self.scheme.as_str(), self.host, self.port)
         }
@@ -159,14 +185,26 @@ const LABELS: [(&str, Scheme); 5] = [
 impl Router {
     /// Builds the router; fails on a malformed `--https-upgrade` pattern.
     pub fn new(config: &RouteConfig) -> Result<Self, String> {
-        Ok(Router { upgrade: HostPatterns::parse(&config.https_upgrade)?, upstream: config.upstream.clone() })
+        Ok(Router {
+            upgrade: HostPatterns::parse(&config.https_upgrade)?,
+            upstream: config.upstream.clone(),
+        })
     }
 
     /// Routes one request head. `host` is the raw `Host` header, `local_port`
     /// the port the request arrived on.
-    pub fn route(&self, method: &Method, uri: &Uri, host: Option<&[u8]>, local_port: u16) -> Result<Route, RouteError> {
+    pub fn route(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        host: Option<&[u8]>,
+        local_port: u16,
+    ) -> Result<Route, RouteError> {
         let host = match host {
-            Some(h) => Some(std::str::from_utf8(h).map_err(|_| RouteError::BadHost(String::from_utf8_lossy(h).into_owned()))?),
+            Some(h) => Some(
+                std::str::from_utf8(h)
+                    .map_err(|_| RouteError::BadHost(String::from_utf8_lossy(h).into_owned()))?,
+            ),
             None => None,
         };
         if method == Method::CONNECT {
@@ -177,7 +215,10 @@ impl Router {
         }
         let Some(host) = host.filter(|h| !h.is_empty()) else {
             return match &self.upstream {
-                Some(origin) => Ok(Route::Proxy { origin: origin.clone(), mode: Mode::Upstream }),
+                Some(origin) => Ok(Route::Proxy {
+                    origin: origin.clone(),
+                    mode: Mode::Upstream,
+                }),
                 None => Err(RouteError::NoHost),
             };
         };
@@ -191,25 +232,41 @@ impl Router {
                 Some(p) if p != local_port => p,
                 _ => scheme.default_port(),
             };
-            return Ok(Route::Proxy { origin: Origin::new(scheme, &target, port), mode: Mode::Host });
+            return Ok(Route::Proxy {
+                origin: Origin::new(scheme, &target, port),
+                mode: Mode::Host,
+            });
         }
         let name = validate_host(&name)?;
         if self.upgrade.matches(&name) {
-            return Ok(Route::Proxy { origin: Origin::new(Scheme::Https, &name, 443), mode: Mode::Transparent });
+            return Ok(Route::Proxy {
+                origin: Origin::new(Scheme::Https, &name, 443),
+                mode: Mode::Transparent,
+            });
         }
         if let Some(origin) = &self.upstream {
-            return Ok(Route::Proxy { origin: origin.clone(), mode: Mode::Upstream });
+            return Ok(Route::Proxy {
+                origin: origin.clone(),
+                mode: Mode::Upstream,
+            });
         }
         Ok(Route::Admin)
     }
 
     fn route_connect(&self, uri: &Uri) -> Result<Route, RouteError> {
-        let auth = uri.authority().ok_or_else(|| RouteError::BadTarget(uri.to_string()))?;
+        let auth = uri
+            .authority()
+            .ok_or_else(|| RouteError::BadTarget(uri.to_string()))?;
         if auth.as_str().contains('@') {
             return Err(RouteError::BadTarget(uri.to_string()));
         }
-        let port = auth.port_u16().ok_or_else(|| RouteError::BadTarget(uri.to_string()))?;
-        Ok(Route::Connect { host: validate_host(auth.host())?, port })
+        let port = auth
+            .port_u16()
+            .ok_or_else(|| RouteError::BadTarget(uri.to_string()))?;
+        Ok(Route::Connect {
+            host: validate_host(auth.host())?,
+            port,
+        })
     }
 
     fn route_absolute(&self, uri: &Uri, host: Option<&str>) -> Result<Route, RouteError> {
@@ -218,7 +275,9 @@ impl Router {
             Some(s) if s.eq_ignore_ascii_case("https") => Scheme::Https,
             _ => return Err(RouteError::BadTarget(uri.to_string())),
         };
-        let auth = uri.authority().ok_or_else(|| RouteError::BadTarget(uri.to_string()))?;
+        let auth = uri
+            .authority()
+            .ok_or_else(|| RouteError::BadTarget(uri.to_string()))?;
         if auth.as_str().contains('@') {
             return Err(RouteError::BadTarget(uri.to_string()));
         }
@@ -228,18 +287,27 @@ impl Router {
         // names another server is a smuggling hint; refuse it instead of guessing.
         if let Some(h) = host.filter(|h| !h.is_empty()) {
             let (hname, hport) = split_host_port(h)?;
-            let same_port = hport.unwrap_or(scheme.default_port()) == port.unwrap_or(scheme.default_port());
+            let same_port =
+                hport.unwrap_or(scheme.default_port()) == port.unwrap_or(scheme.default_port());
             if !hname.eq_ignore_ascii_case(&name) || !same_port {
-                return Err(RouteError::HostMismatch { host: h.to_owned(), authority: auth.to_string() });
+                return Err(RouteError::HostMismatch {
+                    host: h.to_owned(),
+                    authority: auth.to_string(),
+                });
             }
         }
-        let upgrade = scheme == Scheme::Http && matches!(port, None | Some(80)) && self.upgrade.matches(&name);
+        let upgrade = scheme == Scheme::Http
+            && matches!(port, None | Some(80))
+            && self.upgrade.matches(&name);
         let origin = if upgrade {
             Origin::new(Scheme::Https, &name, 443)
         } else {
             Origin::new(scheme, &name, port.unwrap_or(scheme.default_port()))
         };
-        Ok(Route::Proxy { origin, mode: Mode::Forward })
+        Ok(Route::Proxy {
+            origin,
+            mode: Mode::Forward,
+        })
     }
 }
 
@@ -288,16 +356,24 @@ fn strip_label(name: &str) -> Option<(&str, Scheme)> {
 /// Returns it lowercase without a trailing dot.
 pub fn validate_host(host: &str) -> Result<String, RouteError> {
     let bad = || RouteError::BadHost(host.to_owned());
-    let h = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    let h = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
     if h.contains(':') {
-        return h.parse::<std::net::Ipv6Addr>().map(|ip| ip.to_string()).map_err(|_| bad());
+        return h
+            .parse::<std::net::Ipv6Addr>()
+            .map(|ip| ip.to_string())
+            .map_err(|_| bad());
     }
     let h = h.strip_suffix('.').unwrap_or(h);
     if h.is_empty() || h.len() > 253 {
         return Err(bad());
     }
     for label in h.split('.') {
-        let ok_chars = label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let ok_chars = label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if label.is_empty() || label.len() > 63 || !ok_chars {
             return Err(bad());
         }
@@ -312,41 +388,81 @@ mod tests {
     fn router(upstream: Option<&str>) -> Router {
         let config = RouteConfig {
             upstream: upstream.map(|u| Origin::from_url(u).expect("valid url")),
-            https_upgrade: crate::config::AWS_PATTERNS.iter().map(|p| p.to_string()).collect(),
+            https_upgrade: crate::config::AWS_PATTERNS
+                .iter()
+                .map(|p| p.to_string())
+                .collect(),
         };
         Router::new(&config).expect("valid patterns")
     }
 
     fn route_host(r: &Router, host: &str) -> Result<String, RouteError> {
         let uri: Uri = "/".parse().expect("uri");
-        r.route(&Method::GET, &uri, Some(host.as_bytes()), 3000).map(|route| match route {
-            Route::Proxy { origin, mode } => format!("{origin} {mode:?}"),
-            other => format!("{other:?}"),
-        })
+        r.route(&Method::GET, &uri, Some(host.as_bytes()), 3000)
+            .map(|route| match route {
+                Route::Proxy { origin, mode } => format!("{origin} {mode:?}"),
+                other => format!("{other:?}"),
+            })
     }
 
     #[test]
     fn host_labels_pick_scheme_and_port() {
         let r = router(None);
         let cases = [
-            ("example.com.ccnproxy:3000", Some("http://example.com:80 Host")),
+            (
+                "example.com.ccnproxy:3000",
+                Some("http://example.com:80 Host"),
+            ),
             ("example.com.ccnproxy", Some("http://example.com:80 Host")),
-            ("example.com.ccnproxy:8080", Some("http://example.com:8080 Host")),
-            ("example.com.ccnproxy.local:3000", Some("http://example.com:80 Host")),
-            ("example.com.ccnproxy-http", Some("http://example.com:80 Host")),
-            ("example.com.ccnproxy-ssl", Some("https://example.com:443 Host")),
-            ("example.com.ccnproxy-secure", Some("https://example.com:443 Host")),
-            ("example.com.ccnproxy-https", Some("https://example.com:443 Host")),
-            ("Example.COM.CCNPROXY-HTTPS:8443", Some("https://example.com:8443 Host")),
-            ("s3.amazonaws.com.ccnproxy-https", Some("https://s3.amazonaws.com:443 Host")),
-            ("a.ccnproxy.b.ccnproxy-https.c", Some("https://a.ccnproxy.b:443 Host")),
-            ("169.254.169.254.ccnproxy", Some("http://169.254.169.254:80 Host")),
+            (
+                "example.com.ccnproxy:8080",
+                Some("http://example.com:8080 Host"),
+            ),
+            (
+                "example.com.ccnproxy.local:3000",
+                Some("http://example.com:80 Host"),
+            ),
+            (
+                "example.com.ccnproxy-http",
+                Some("http://example.com:80 Host"),
+            ),
+            (
+                "example.com.ccnproxy-ssl",
+                Some("https://example.com:443 Host"),
+            ),
+            (
+                "example.com.ccnproxy-secure",
+                Some("https://example.com:443 Host"),
+            ),
+            (
+                "example.com.ccnproxy-https",
+                Some("https://example.com:443 Host"),
+            ),
+            (
+                "Example.COM.CCNPROXY-HTTPS:8443",
+                Some("https://example.com:8443 Host"),
+            ),
+            (
+                "s3.amazonaws.com.ccnproxy-https",
+                Some("https://s3.amazonaws.com:443 Host"),
+            ),
+            (
+                "a.ccnproxy.b.ccnproxy-https.c",
+                Some("https://a.ccnproxy.b:443 Host"),
+            ),
+            (
+                "169.254.169.254.ccnproxy",
+                Some("http://169.254.169.254:80 Host"),
+            ),
             ("ccnproxy-https", None),
             (".ccnproxy", None),
             ("exa mple.com.ccnproxy", None),
             ("example.com.ccnproxy:99999", None),
             ("example.com.ccnproxy:", None),
-            ("dynamodb.us-east-1.amazonaws.com", Some("https://dynamodb.us-east-1.amazonaws.com:443 Transparent")),
+            (
+                "dynamodb.us-east-1.amazonaws.com",
+                Some("https://dynamodb.us-east-1.amazonaws.com:443 Transparent"),
+            ),
             ("localhost:3000", Some("Admin")),
         ];
         for (host, want) in cases {
@@ -358,18 +474,40 @@ mod tests {
     #[test]
     fn upstream_takes_what_no_label_claims() {
         let r = router(Some("https://origin.test:8443"));
-        assert_eq!(route_host(&r, "anything.test").as_deref(), Ok("https://origin.test:8443 Upstream"));
-        assert_eq!(route_host(&r, "x.ccnproxy").as_deref(), Ok("http://x:80 Host"));
+        assert_eq!(
+            route_host(&r, "anything.test").as_deref(),
+            Ok("https://origin.test:8443 Upstream")
+        );
+        assert_eq!(
+            route_host(&r, "x.ccnproxy").as_deref(),
+            Ok("http://x:80 Host")
+        );
     }
 
     #[test]
     fn absolute_form_is_forwarded_and_upgraded() {
         let r = router(None);
         let cases = [
-            ("http://dynamodb.us-east-1.amazonaws.com/", None, Ok("https://dynamodb.us-east-1.amazonaws.com:443")),
-            ("http://example.test:8080/x", None, Ok("http://example.test:8080")),
-            ("http://sts.amazonaws.com:8080/", None, Ok("http://sts.amazonaws.com:8080")),
-            ("http://example.test/", Some("example.test"), Ok("http://example.test:80")),
+            (
+                "http://dynamodb.us-east-1.amazonaws.com/",
+                None,
+                Ok("https://dynamodb.us-east-1.amazonaws.com:443"),
+            ),
+            (
+                "http://example.test:8080/x",
+                None,
+                Ok("http://example.test:8080"),
+            ),
+            (
+                "http://sts.amazonaws.com:8080/",
+                None,
+                Ok("http://sts.amazonaws.com:8080"),
+            ),
+            (
+                "http://example.test/",
+                Some("example.test"),
+                Ok("http://example.test:80"),
+            ),
             ("http://example.test/", Some("other.test"), Err(())),
             ("http://user:pw@example.test/", None, Err(())),
             ("ftp://example.test/", None, Err(())),
@@ -378,7 +516,10 @@ mod tests {
             let uri: Uri = target.parse().expect("uri");
             let got = r.route(&Method::GET, &uri, host.map(str::as_bytes), 3000);
             let got = got.map(|route| match route {
-                Route::Proxy { origin, mode: Mode::Forward } => origin.to_string(),
+                Route::Proxy {
+                    origin,
+                    mode: Mode::Forward,
+                } => origin.to_string(),
                 other => format!("{other:?}"),
             });
             assert_eq!(got.as_deref().map_err(|_| ()), want, "target {target:?}");
@@ -391,7 +532,10 @@ mod tests {
         let ok: Uri = "s3.amazonaws.com:443".parse().expect("uri");
         assert_eq!(
             r.route(&Method::CONNECT, &ok, None, 3000),
-            Ok(Route::Connect { host: "s3.amazonaws.com".into(), port: 443 })
+            Ok(Route::Connect {
+                host: "s3.amazonaws.com".into(),
+                port: 443
+            })
         );
         let no_port: Uri = "s3.amazonaws.com".parse().expect("uri");
         assert!(r.route(&Method::CONNECT, &no_port, None, 3000).is_err());
@@ -399,7 +543,16 @@ mod tests {
 
     #[test]
     fn validate_host_rejects_junk() {
-        for bad in ["", "a..b", "a b", "a/b", "a@b", &"x".repeat(64), "[::1", "::zz"] {
+        for bad in [
+            "",
+            "a..b",
+            "a b",
+            "a/b",
+            "a@b",
+            &"x".repeat(64),
+            "[::1",
+            "::zz",
+        ] {
             assert!(validate_host(bad).is_err(), "{bad:?}");
         }
         assert_eq!(validate_host("[::1]").as_deref(), Ok("::1"));

@@ -40,7 +40,10 @@ impl CredentialScope {
             return None;
         }
         let plain = |s: &str| {
-            !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+            !s.is_empty()
+                && s.len() <= 128
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
         };
         if !(plain(access_key) && plain(date) && plain(region) && plain(service)) {
             return None;
@@ -77,7 +80,9 @@ mod tests {
         ];
         for (input, want) in cases {
             let got = CredentialScope::from_authorization(input);
-            let got = got.as_ref().map(|s| (s.access_key.as_str(), s.region.as_str(), s.service.as_str()));
+            let got = got
+                .as_ref()
+                .map(|s| (s.access_key.as_str(), s.region.as_str(), s.service.as_str()));
             assert_eq!(got, want, "input {:?}", String::from_utf8_lossy(input));
         }
     }

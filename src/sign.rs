@@ -39,7 +39,9 @@ pub struct Signer {
 impl Signer {
     /// Loads the credential chain for `config`.
     pub async fn new(config: &SignConfig) -> Result<Self, SignError> {
-        Ok(Signer { _config: config.clone() })
+        Ok(Signer {
+            _config: config.clone(),
+        })
     }
 
     /// True when requests to `origin` are to be re-signed.
@@ -49,7 +51,11 @@ impl Signer {
 
     /// Replaces the client's signature with the proxy's. `req` already has its
     /// final `Host` and URI.
-    pub async fn sign(&self, req: Request<ProxyBody>, _origin: &Origin) -> Result<Request<ProxyBody>, SignError> {
+    pub async fn sign(
+        &self,
+        req: Request<ProxyBody>,
+        _origin: &Origin,
+    ) -> Result<Request<ProxyBody>, SignError> {
         Ok(req)
     }
 }

@@ -93,7 +93,10 @@ impl AccessLog {
             }
             let _ = out.flush().await;
         });
-        let log = AccessLog { tx: Some(tx), request_headers: vec![http::header::USER_AGENT, http::header::REFERER].into() };
+        let log = AccessLog {
+            tx: Some(tx),
+            request_headers: vec![http::header::USER_AGENT, http::header::REFERER].into(),
+        };
         Ok((log, Writer { task }))
     }
 

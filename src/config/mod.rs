@@ -214,7 +214,12 @@ pub struct ProcessConfig {
 }
 
 /// AWS names that are allowed and upgraded to HTTPS by default.
-pub const AWS_PATTERNS: [&str; 4] = ["*.amazonaws.com", "*.amazonaws.com.cn", "*.api.aws", "*.on.aws"];
+pub const AWS_PATTERNS: [&str; 4] = [
+    "*.amazonaws.com",
+    "*.amazonaws.com.cn",
+    "*.api.aws",
+    "*.on.aws",
+];
 
 impl Default for Config {
     fn default() -> Self {
@@ -228,8 +233,15 @@ impl Default for Config {
                 max_client_conns: 50_000,
                 metrics_listen: None,
             },
-            route: RouteConfig { upstream: None, https_upgrade: aws.clone() },
-            policy: PolicyConfig { allow_host: aws, deny_host: Vec::new(), allow_cidr: Vec::new() },
+            route: RouteConfig {
+                upstream: None,
+                https_upgrade: aws.clone(),
+            },
+            policy: PolicyConfig {
+                allow_host: aws,
+                deny_host: Vec::new(),
+                allow_cidr: Vec::new(),
+            },
             pool: PoolConfig {
                 keepalive_conns: 2,
                 max_conns_per_host: 0,
@@ -255,8 +267,15 @@ impl Default for Config {
                 rotate_count: 30,
                 rotate_interval: Duration::from_secs(1440 * 60),
             },
-            sign: SignConfig { enabled: false, hosts: Vec::new(), max_body: 10 << 20 },
-            metrics: MetricsConfig { client_key: ClientKey::Auto, max_client_keys: 1000 },
+            sign: SignConfig {
+                enabled: false,
+                hosts: Vec::new(),
+                max_body: 10 << 20,
+            },
+            metrics: MetricsConfig {
+                client_key: ClientKey::Auto,
+                max_client_keys: 1000,
+            },
             limits: LimitsConfig {
                 max_header_bytes: 64 << 10,
                 max_headers: 100,
@@ -264,7 +283,10 @@ impl Default for Config {
                 rate_limit: 0,
                 rate_burst: 0,
             },
-            process: ProcessConfig { shutdown_timeout: Duration::from_secs(3600), pid_file: None },
+            process: ProcessConfig {
+                shutdown_timeout: Duration::from_secs(3600),
+                pid_file: None,
+            },
         }
     }
 }

@@ -1,0 +1,5 @@
+//! Integration tests: the real `ccnproxy` binary against real local origins.
+
+mod support;
+
+mod harness;
