@@ -400,6 +400,14 @@ impl RawConn {
         }
     }
 
+    /// Reads whatever arrives next (at least one byte unless the peer
+    /// closed), within [`TIMEOUT`]; returns how many bytes came.
+    pub async fn read_some(&mut self) -> usize {
+        let n = self.fill(TIMEOUT).await.expect("reading");
+        self.buf.clear();
+        n
+    }
+
     /// Reads everything until the peer closes, within [`TIMEOUT`].
     pub async fn read_to_end(&mut self) -> Vec<u8> {
         within("reading to EOF", async {
