@@ -219,3 +219,31 @@ async fn upstream_flag_sends_everything_else_there() {
         "--upstream passes the client's Host on unchanged"
     );
 }
+
+#[tokio::test]
+async fn dns_server_flag_resolves_origin_names() {
+    let dns = crate::support::Dns::start().await;
+    let origin = Origin::tls_http1()
+        .name("dns.test")
+        .bind("127.0.0.2")
+        .reply(200, "via dns")
+        .start()
+        .await;
+    dns.set("dns.test", &["127.0.0.2"], 60);
+    let mut args = args_for(&[]);
+    args.extend(["--dns-server".to_owned(), dns.addr().to_string()]);
+    let proxy = Proxy::start(args).await;
+    // No --resolve: the name goes to the DNS server, the port is in Host.
+    let host = format!("dns.test.ccnproxy-https:{}", origin.addr().port());
+    let resp = proxy.get(&host, "/").await;
+    assert_eq!(resp.status(), 200, "{}", resp.text());
+    assert_eq!(resp.text(), "via dns");
+    assert!(dns.queries("dns.test") >= 1);
+    assert_eq!(
+        origin.last_request().host(),
+        Some(format!("dns.test:{}", origin.addr().port()))
+    );
+
+    let resp = proxy.get("missing.test.ccnproxy-https", "/").await;
+    assert_eq!(resp.status(), 502, "NXDOMAIN is a 502: {}", resp.text());
+}

@@ -35,6 +35,10 @@ impl Ca {
     /// Makes a new CA named `name`, its PEM written to a fresh temporary folder
     /// under the target dir.
     pub fn new(name: &str) -> Ca {
+        Ca::with_dir_prefix(name, "ccnproxy-ca-")
+    }
+
+    fn with_dir_prefix(name: &str, prefix: &str) -> Ca {
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("no SANs");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
@@ -50,7 +54,7 @@ impl Ca {
         let cert = params.self_signed(&key).expect("self-sign CA");
         let pem = cert.pem();
         let dir = tempfile::Builder::new()
-            .prefix("ccnproxy-ca-")
+            .prefix(prefix)
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .expect("temp dir for the CA");
         let pem_path = dir.path().join("ca.pem");
@@ -68,13 +72,38 @@ impl Ca {
     /// as `--ca-file`). One per test process.
     pub fn trusted() -> &'static Ca {
         static CA: OnceLock<Ca> = OnceLock::new();
-        CA.get_or_init(|| Ca::new("ccnproxy test CA"))
+        CA.get_or_init(|| Ca::process_wide("ccnproxy test CA"))
     }
 
     /// A CA nobody trusts, for "untrusted certificate" tests.
     pub fn untrusted() -> &'static Ca {
         static CA: OnceLock<Ca> = OnceLock::new();
-        CA.get_or_init(|| Ca::new("ccnproxy untrusted CA"))
+        CA.get_or_init(|| Ca::process_wide("ccnproxy untrusted CA"))
+    }
+
+    /// A CA living as long as the test process. Statics are never dropped, so
+    /// its folder is named after the process and folders of processes that
+    /// are gone are removed here instead.
+    fn process_wide(name: &str) -> Ca {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        if let Ok(entries) = std::fs::read_dir(root) {
+            for entry in entries.flatten() {
+                let file_name = entry.file_name();
+                let Some(rest) = file_name
+                    .to_str()
+                    .and_then(|n| n.strip_prefix("ccnproxy-ca-pid"))
+                else {
+                    continue;
+                };
+                let Some(pid) = rest.split('-').next() else {
+                    continue;
+                };
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        Ca::with_dir_prefix(name, &format!("ccnproxy-ca-pid{}-", std::process::id()))
     }
 
     /// Path of the CA certificate PEM (valid while the CA lives).
