@@ -2,18 +2,173 @@
 //!
 //! Modules, in the order a request meets them:
 //! - `config`: flags, `--config` TOML and `CCNPROXY_*` → `Config`.
-//! - `route`, `pattern`: request head → `Route` (origin and mode).
-//! - `scope`: the client's SigV4 credential scope.
-//! - `sign`: SigV4 re-signing with the proxy's credentials.
-//! - `upstream`: the per-origin pool and its `Timing`.
-//! - `accesslog`: one line per request, off the hot path.
-//! - `body`: the boxed body type used on both sides.
+//! - `listener`, `conn`: the client socket and one client connection.
+//! - `service`: the request path; `route` and `pattern` decide where a request
+//!   goes, `policy` whether it may, `rewrite` what its headers become,
+//!   `sign` re-signs it, `tunnel` handles CONNECT.
+//! - `upstream`: the per-origin pool (DNS, TLS, HTTP/1.1 and HTTP/2) and `Timing`.
+//! - `accesslog`, `metrics`, `admin`: what operators see.
+//! - `scope`, `body`, `error`, `shutdown`: shared pieces.
 
 pub mod accesslog;
+pub mod admin;
 pub mod body;
 pub mod config;
+pub mod conn;
+pub mod error;
+pub mod listener;
+pub mod metrics;
 pub mod pattern;
+pub mod policy;
+pub mod rewrite;
 pub mod route;
 pub mod scope;
+pub mod service;
+pub mod shutdown;
 pub mod sign;
+pub mod tunnel;
 pub mod upstream;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use config::Config;
+
+/// A startup failure; `main` prints it as one line and exits 2.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A setting is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The listening socket.
+    #[error("listening on {addr}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Upstream client setup (TLS roots, resolver).
+    #[error(transparent)]
+    Upstream(#[from] upstream::SetupError),
+    /// Access-log setup.
+    #[error("access log")]
+    AccessLog(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Signing setup.
+    #[error(transparent)]
+    Sign(#[from] sign::SignError),
+    /// The pid file.
+    #[error("writing pid file {path}")]
+    PidFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Runs the proxy until `shutdown` resolves, then drains and returns.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    let policy = Arc::new(policy::Policy::new(&config.policy).map_err(RunError::Config)?);
+    let router = route::Router::new(&config.route).map_err(RunError::Config)?;
+    let upstream = upstream::Upstream::new(&config.pool, &config.dns, &config.tls, policy.clone())?;
+    let signer = if config.sign.enabled {
+        Some(Arc::new(sign::Signer::new(&config.sign).await?))
+    } else {
+        None
+    };
+    let (log, writer) = accesslog::AccessLog::start(&config.access_log)
+        .map_err(|e| RunError::AccessLog(Box::new(e)))?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let draining = Arc::new(AtomicBool::new(false));
+    let service = Arc::new(service::Service {
+        router,
+        policy,
+        upstream: upstream.clone(),
+        signer,
+        log,
+        metrics: metrics.clone(),
+        admin: admin::Admin::new(metrics.clone(), draining.clone()),
+        max_uri_bytes: config.limits.max_uri_bytes,
+        tunnel_idle_timeout: config.pool.idle_timeout,
+    });
+
+    let addr = config.listener.addr;
+    let listener = listener::bind(addr).map_err(|source| RunError::Listen { addr, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| RunError::Listen { addr, source })?;
+    let pid_file = config.process.pid_file.clone();
+    if let Some(path) = &pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+            RunError::PidFile {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+    }
+    // The startup line: tests and scripts wait for it.
+    eprintln!(
+        "ccnproxy {} listening on {local}",
+        env!("CARGO_PKG_VERSION")
+    );
+    tracing::info!(%local, "listening");
+
+    let admin_task = match config.listener.metrics_listen {
+        Some(admin_addr) => {
+            let admin_listener =
+                listener::bind_plain(admin_addr).map_err(|source| RunError::Listen {
+                    addr: admin_addr,
+                    source,
+                })?;
+            let shown = admin_listener
+                .local_addr()
+                .map_err(|source| RunError::Listen {
+                    addr: admin_addr,
+                    source,
+                })?;
+            eprintln!(
+                "ccnproxy {} admin listening on {shown}",
+                env!("CARGO_PKG_VERSION")
+            );
+            Some(tokio::spawn(admin::serve_admin(
+                admin_listener,
+                service.clone(),
+            )))
+        }
+        None => None,
+    };
+    tokio::spawn({
+        let upstream = upstream.clone();
+        async move { upstream.prewarm().await }
+    });
+
+    let graceful = listener::accept_loop(
+        listener,
+        service.clone(),
+        config.listener.clone(),
+        config.limits.clone(),
+        shutdown,
+    )
+    .await;
+    draining.store(true, Ordering::Relaxed);
+    let open = graceful.count();
+    tracing::info!(open, timeout = ?config.process.shutdown_timeout, "draining client connections");
+    if tokio::time::timeout(config.process.shutdown_timeout, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("shutdown timeout reached with requests still in flight");
+    }
+    if let Some(task) = admin_task {
+        task.abort();
+    }
+    drop(service);
+    writer.close().await;
+    if let Some(path) = &pid_file {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("stopped");
+    Ok(())
+}

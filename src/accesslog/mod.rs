@@ -105,6 +105,11 @@ impl AccessLog {
         &self.request_headers
     }
 
+    /// Response header names the format needs.
+    pub fn response_headers(&self) -> &[HeaderName] {
+        &[]
+    }
+
     /// Queues one record. Never drops a record: when the queue is full the
     /// record waits in a task of its own.
     pub fn log(&self, record: Record) {

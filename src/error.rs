@@ -1,0 +1,103 @@
+//! `ProxyError`: every outcome a client can see when the proxy answers for
+//! itself, mapped to a status in one `match`.
+
+use std::time::Duration;
+
+use http::StatusCode;
+
+use crate::policy::PolicyError;
+use crate::route::RouteError;
+use crate::sign::SignError;
+use crate::upstream::UpstreamError;
+
+/// What went wrong, as the client is told.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// No route: bad or missing Host.
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// A path of the proxy itself that does not exist.
+    #[error("no route for host {host:?} path {path:?}")]
+    NoRoute { host: String, path: String },
+    /// Refused by policy (or a loop).
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The upstream exchange failed.
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    /// Re-signing failed.
+    #[error(transparent)]
+    Sign(#[from] SignError),
+    /// CONNECT tunnel could not be set up.
+    #[error("CONNECT to {target} failed")]
+    Tunnel {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client's upgrade did not happen.
+    #[error("the client connection could not be taken over for CONNECT")]
+    NoUpgrade,
+    /// Client over its request budget.
+    #[error("rate limit exceeded; retry in {0:?}")]
+    RateLimited(Duration),
+    /// Request head too large (or too many headers).
+    #[error("request header fields too large")]
+    HeadersTooLarge,
+    /// Request target too long.
+    #[error("request target longer than {0} bytes")]
+    UriTooLong(usize),
+    /// The proxy is shutting down.
+    #[error("proxy is shutting down")]
+    ShuttingDown,
+}
+
+impl ProxyError {
+    /// The status sent to the client.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Route(_) | Self::NoRoute { .. } => StatusCode::BAD_REQUEST,
+            Self::Policy(PolicyError::Loop) => StatusCode::LOOP_DETECTED,
+            Self::Policy(_) | Self::Upstream(UpstreamError::Refused(_)) => StatusCode::FORBIDDEN,
+            Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Upstream(UpstreamError::PoolTimeout(_)) | Self::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::Upstream(_) | Self::Tunnel { .. } => StatusCode::BAD_GATEWAY,
+            Self::Sign(SignError::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Sign(SignError::Credentials(_) | SignError::UnknownService(_)) => {
+                StatusCode::BAD_GATEWAY
+            }
+            Self::Sign(_) | Self::NoUpgrade => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+        }
+    }
+
+    /// One line: this error and its causes, joined with `: `.
+    pub fn reason(&self) -> String {
+        let mut line = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(err) = source {
+            let text = err.to_string();
+            if !line.ends_with(&text) {
+                line.push_str(": ");
+                line.push_str(&text);
+            }
+            source = err.source();
+        }
+        line.replace(['\r', '\n'], " ")
+    }
+}
+
+/// The plain-text explanation sent with 400 when a request has no route.
+pub const HOST_CONVENTION: &str = "\
+ccnproxy forwards a request when its Host names the target:
+  <target>.ccnproxy-https[:port]   (also -ssl, -secure)  -> https://<target>
+  <target>.ccnproxy[:port]         (also ccnproxy-http)  -> http://<target>
+e.g. curl -H 'Host: s3.amazonaws.com.ccnproxy-https' http://proxy:3000/
+or send an absolute URL through it as an HTTP proxy (HTTP_PROXY=http://proxy:3000),
+or point an AWS name at it (transparent mode, --https-upgrade).
+The proxy's own paths: /healthz /metrics /.api/stats /.api/http-stats
+";

@@ -1,0 +1,125 @@
+//! The client-facing socket: bind, or inherit one (systemd socket
+//! activation `LISTEN_FDS`, or Server::Starter's `SERVER_STARTER_PORT`) for
+//! zero-downtime restarts; the accept loop with its connection limit; drain.
+
+use std::net::SocketAddr;
+use std::os::fd::FromRawFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use crate::config::{LimitsConfig, ListenerConfig};
+use crate::service::{ConnInfo, Service};
+
+/// Binds `addr`, unless the process was handed a listening socket.
+pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    if let Some(std_listener) = inherited()? {
+        std_listener.set_nonblocking(true)?;
+        return TcpListener::from_std(std_listener);
+    }
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
+/// A socket passed by systemd (fd 3) or Server::Starter (`host:port=fd`).
+fn inherited() -> std::io::Result<Option<std::net::TcpListener>> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if let Some(l) = fds.take_tcp_listener(0)? {
+        return Ok(Some(l));
+    }
+    if let Ok(spec) = std::env::var("SERVER_STARTER_PORT") {
+        let first = spec.split(';').next().unwrap_or_default();
+        if let Some(fd) = first.rsplit('=').next().and_then(|f| f.parse::<i32>().ok()) {
+            // SAFETY: Server::Starter hands us this descriptor as a listening
+            // socket that no one else in this process owns.
+            return Ok(Some(unsafe { std::net::TcpListener::from_raw_fd(fd) }));
+        }
+    }
+    Ok(None)
+}
+
+/// Accepts until `stop` resolves; returns the graceful-shutdown handle of
+/// the connections still open.
+pub async fn accept_loop(
+    listener: TcpListener,
+    service: Arc<Service>,
+    config: ListenerConfig,
+    limits: LimitsConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> hyper_util::server::graceful::GracefulShutdown {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let builder = Arc::new(crate::conn::builder(&config, &limits));
+    let slots = Arc::new(Semaphore::new(config.max_client_conns));
+    let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+    let config = Arc::new(config);
+    tokio::pin!(stop);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(err) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = &err as &dyn std::error::Error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let info = ConnInfo { peer, local_port };
+        let service = service.clone();
+        let builder = builder.clone();
+        let config = config.clone();
+        let watcher = graceful.watcher();
+        let span = tracing::debug_span!("conn", %peer);
+        tokio::spawn(
+            async move {
+                if let Err(err) =
+                    crate::conn::serve(stream, info, service, builder, &config, watcher).await
+                {
+                    tracing::debug!(
+                        error = &*err as &dyn std::error::Error,
+                        "client connection ended"
+                    );
+                }
+                drop(permit);
+            }
+            .instrument(span),
+        );
+    }
+    graceful
+}
+
+/// Over `--max-client-conns`: a short 503 and close.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    const BODY: &str = "too many client connections (--max-client-conns)\n";
+    let resp = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(resp.as_bytes())).await;
+}
+
+/// Binds `addr` without looking for an inherited socket (the admin port).
+pub fn bind_plain(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}

@@ -1,0 +1,203 @@
+//! Policy, checked before any connection: host allow/deny patterns, the
+//! address guard (no loopback, private, link-local, metadata, unspecified or
+//! multicast origin unless `--allow-cidr` covers it) and the loop check.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+use crate::config::PolicyConfig;
+use crate::pattern::HostPatterns;
+
+/// Why policy refused a request (403, or 508 for a loop).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PolicyError {
+    /// The target name matches no `--allow-host` pattern.
+    #[error("host {0:?} is not allowed; add --allow-host to reach it")]
+    HostNotAllowed(String),
+    /// The target name matches a `--deny-host` pattern.
+    #[error("host {0:?} is refused by --deny-host")]
+    HostDenied(String),
+    /// The origin resolved to a non-public address.
+    #[error("{host:?} resolves to non-public address {addr}; add --allow-cidr to reach it")]
+    AddressRefused { host: String, addr: IpAddr },
+    /// The request already went through a ccnproxy.
+    #[error("request already passed through ccnproxy (X-Chocon-Ver present): loop")]
+    Loop,
+}
+
+/// Compiled policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    allow: HostPatterns,
+    deny: HostPatterns,
+    allow_cidr: Vec<IpNet>,
+}
+
+impl Policy {
+    /// Compiles `config`; patterns were validated when flags were parsed.
+    pub fn new(config: &PolicyConfig) -> Result<Self, String> {
+        Ok(Policy {
+            allow: HostPatterns::parse(&config.allow_host)?,
+            deny: HostPatterns::parse(&config.deny_host)?,
+            allow_cidr: config.allow_cidr.clone(),
+        })
+    }
+
+    /// Checks a target name (no port).
+    pub fn check_host(&self, host: &str) -> Result<(), PolicyError> {
+        if self.deny.matches(host) {
+            return Err(PolicyError::HostDenied(host.to_owned()));
+        }
+        // An IP literal target is judged by the address guard alone when
+        // `--allow-cidr` names it; otherwise it needs an allow pattern like any name.
+        let literal_allowed = host.parse::<IpAddr>().is_ok_and(|ip| {
+            self.allow_cidr
+                .iter()
+                .any(|net| net.contains(&canonical(ip)))
+        });
+        if !literal_allowed && !self.allow.matches(host) {
+            return Err(PolicyError::HostNotAllowed(host.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// The address guard for one resolved address of `host`.
+    pub fn check_addr(&self, host: &str, addr: IpAddr) -> Result<(), PolicyError> {
+        let ip = canonical(addr);
+        if is_public(ip) || self.allow_cidr.iter().any(|net| net.contains(&ip)) {
+            return Ok(());
+        }
+        Err(PolicyError::AddressRefused {
+            host: host.to_owned(),
+            addr,
+        })
+    }
+}
+
+/// IPv4-mapped and IPv4-compatible/NAT64 IPv6 forms judged as the IPv4 they carry.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return IpAddr::V4(v4);
+            }
+            let s = v6.segments();
+            // NAT64 well-known prefix 64:ff9b::/96 embeds an IPv4 address.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [a, b] = s[6].to_be_bytes();
+                let [c, d] = s[7].to_be_bytes();
+                return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+            }
+            IpAddr::V6(v6)
+        }
+        v4 => v4,
+    }
+}
+
+/// True for globally routable unicast addresses.
+fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => is_public_v6(v6),
+    }
+}
+
+fn is_public_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || ip.is_broadcast()
+        || ip.is_documentation()
+        || a == 0
+        || (a == 100 && (64..128).contains(&b)) // 100.64.0.0/10 shared address space
+        || (a == 192 && b == 0 && ip.octets()[2] == 0) // 192.0.0.0/24 protocol assignments
+        || (a == 198 && (b == 18 || b == 19)) // 198.18.0.0/15 benchmarking
+        || a >= 240)
+}
+
+fn is_public_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    !(ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // fc00::/7 unique local (incl. fd00:ec2::254)
+        || (first & 0xffc0) == 0xfe80 // fe80::/10 link-local
+        || (first & 0xffc0) == 0xfec0 // fec0::/10 site-local (deprecated)
+        || first == 0x2001 && ip.segments()[1] == 0xdb8 // documentation
+        || ip.segments()[..6] == [0, 0, 0, 0, 0, 0]) // IPv4-compatible ::a.b.c.d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(allow: &[&str], cidr: &[&str]) -> Policy {
+        Policy::new(&PolicyConfig {
+            allow_host: allow.iter().map(|s| s.to_string()).collect(),
+            deny_host: vec!["*.internal.test".into()],
+            allow_cidr: cidr.iter().map(|c| c.parse().expect("cidr")).collect(),
+        })
+        .expect("valid policy")
+    }
+
+    #[test]
+    fn address_guard_refuses_every_non_public_class() {
+        let p = policy(&["*"], &[]);
+        let refused = [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "100.64.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00:ec2::254",
+            "fc00::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "64:ff9b::a9fe:a9fe",
+            "::127.0.0.1",
+        ];
+        for addr in refused {
+            let ip: IpAddr = addr.parse().expect("ip");
+            assert!(p.check_addr("h", ip).is_err(), "{addr} must be refused");
+        }
+        for addr in ["52.216.1.1", "2600:1f18::1", "::ffff:52.216.1.1"] {
+            let ip: IpAddr = addr.parse().expect("ip");
+            assert!(p.check_addr("h", ip).is_ok(), "{addr} must be allowed");
+        }
+    }
+
+    #[test]
+    fn allow_cidr_opens_a_range_only() {
+        let p = policy(&["*"], &["127.0.0.0/8"]);
+        assert!(p.check_addr("h", "127.0.0.2".parse().expect("ip")).is_ok());
+        assert!(
+            p.check_addr("h", "::ffff:127.0.0.2".parse().expect("ip"))
+                .is_ok()
+        );
+        assert!(p.check_addr("h", "10.0.0.1".parse().expect("ip")).is_err());
+    }
+
+    #[test]
+    fn host_patterns_allow_and_deny() {
+        let p = policy(&["*.amazonaws.com", "*.test"], &[]);
+        assert!(p.check_host("s3.amazonaws.com").is_ok());
+        assert!(p.check_host("example.com").is_err());
+        assert_eq!(
+            p.check_host("a.internal.test"),
+            Err(PolicyError::HostDenied("a.internal.test".into()))
+        );
+        assert!(p.check_host("169.254.169.254").is_err());
+    }
+}

@@ -1,0 +1,89 @@
+//! CONNECT: after policy (host patterns, address guard on every resolved
+//! address) the client connection is taken over and bytes are copied both
+//! ways until either side closes or the tunnel idles past its timeout. Gains
+//! nothing from the pool, but must work for `HTTPS_PROXY` clients.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::body::{self, ProxyBody};
+use crate::error::ProxyError;
+use crate::rewrite::CHOCON_ID;
+use crate::service::{Exchange, Service, error_response};
+
+/// Answers a CONNECT: 200 and a spawned tunnel, or an error response.
+pub async fn start(
+    service: &Arc<Service>,
+    mut ex: Exchange,
+    req: &mut Request<Incoming>,
+    host: String,
+    port: u16,
+) -> Response<ProxyBody> {
+    let target = format!("{host}:{port}");
+    ex.record.origin = Some(format!("tcp://{target}"));
+    let upstream = match open(service, &host, port).await {
+        Ok(s) => s,
+        Err(err) => {
+            ex.record.error = Some(err.reason());
+            let mut resp = error_response(&err);
+            resp.headers_mut().insert(&CHOCON_ID, ex.request_id.clone());
+            return ex.respond(resp);
+        }
+    };
+    let on_upgrade = hyper::upgrade::on(req);
+    let idle = service.tunnel_idle_timeout;
+    tokio::spawn(async move {
+        let client = match on_upgrade.await {
+            Ok(u) => u,
+            Err(err) => {
+                ex.record.error = Some(format!("client connection was not handed over: {err}"));
+                ex.finish(0, None);
+                return;
+            }
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = tokio_io_timeout::TimeoutStream::new(upstream);
+        upstream.set_read_timeout(Some(idle));
+        let mut upstream = Box::pin(upstream);
+        let (up, down) = match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            Ok(counts) => counts,
+            Err(err) => {
+                ex.record.error = Some(format!("tunnel ended: {err}"));
+                (0, 0)
+            }
+        };
+        ex.received.store(up, std::sync::atomic::Ordering::Relaxed);
+        ex.finish(down, None);
+    });
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::OK;
+    // The record is written when the tunnel closes, not now.
+    resp
+}
+
+async fn open(service: &Service, host: &str, port: u16) -> Result<TcpStream, ProxyError> {
+    service.policy.check_host(host)?;
+    let answer = service.upstream.resolve(host, port).await?;
+    let mut last = None;
+    for addr in &answer {
+        match TcpStream::connect(addr).await {
+            Ok(s) => return Ok(s),
+            Err(e) => last = Some((addr, e)),
+        }
+    }
+    let (addr, source): (&SocketAddr, std::io::Error) =
+        last.map(|(a, e)| (a, e))
+            .ok_or_else(|| ProxyError::Tunnel {
+                target: format!("{host}:{port}"),
+                source: std::io::Error::other("no address"),
+            })?;
+    Err(ProxyError::Tunnel {
+        target: addr.to_string(),
+        source,
+    })
+}

@@ -1,0 +1,215 @@
+//! One upstream connection: TCP connect, TLS with ALPN, the HTTP/1.1 or
+//! HTTP/2 handshake, and the driver task that runs the connection until
+//! it closes. The pool owns what this returns.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::Protocol;
+use crate::body::ProxyBody;
+use crate::route::{Origin, Scheme};
+
+/// Opening a connection failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// TCP connect failed (refused, unreachable, …).
+    #[error("connecting to {addr}")]
+    Tcp {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// TCP connect plus TLS took longer than `--connect-timeout`.
+    #[error("connecting to {addr} timed out after {after:?}")]
+    TimedOut { addr: SocketAddr, after: Duration },
+    /// The host is not a valid TLS server name.
+    #[error("{0:?} is not a valid TLS server name")]
+    ServerName(String),
+    /// TLS handshake failed (untrusted certificate, wrong name, …).
+    #[error("TLS handshake with {host} at {addr}")]
+    Tls {
+        host: String,
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    /// HTTP handshake failed.
+    #[error("HTTP handshake with {addr}")]
+    Handshake {
+        addr: SocketAddr,
+        #[source]
+        source: hyper::Error,
+    },
+}
+
+/// The sending half of a connection.
+pub enum Sender {
+    /// HTTP/1.1: one request at a time.
+    H1(http1::SendRequest<ProxyBody>),
+    /// HTTP/2: clonable, many streams.
+    H2(http2::SendRequest<ProxyBody>),
+}
+
+/// A freshly opened connection.
+pub struct Opened {
+    /// How to send requests on it.
+    pub sender: Sender,
+    /// Negotiated protocol.
+    pub protocol: Protocol,
+    /// TCP connect time.
+    pub connect: Duration,
+    /// TLS handshake time (zero for plain HTTP).
+    pub tls: Duration,
+    /// HTTP/2: the origin's current `SETTINGS_MAX_CONCURRENT_STREAMS`, kept
+    /// up to date by the driver task.
+    pub max_streams: Arc<AtomicUsize>,
+}
+
+/// Settings a connection needs.
+pub struct ConnSettings {
+    /// Upstream TLS configuration.
+    pub tls: Arc<rustls::ClientConfig>,
+    /// Limit for TCP connect plus TLS handshake.
+    pub connect_timeout: Duration,
+    /// HTTP/2 PING interval.
+    pub h2_ping_interval: Duration,
+}
+
+/// Opens a connection to `addr` for `origin`.
+pub async fn open(
+    origin: &Origin,
+    addr: SocketAddr,
+    settings: &ConnSettings,
+) -> Result<Opened, ConnectError> {
+    let started = Instant::now();
+    let timeout = settings.connect_timeout;
+    let deadline = started + timeout;
+    let tcp = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
+        .await
+        .map_err(|_| ConnectError::TimedOut {
+            addr,
+            after: timeout,
+        })?
+        .map_err(|source| ConnectError::Tcp { addr, source })?;
+    // Requests are small and latency-bound: never wait for Nagle.
+    let _ = tcp.set_nodelay(true);
+    let connect = started.elapsed();
+    let span = tracing::debug_span!("upstream", %origin, %addr);
+
+    if origin.scheme == Scheme::Http {
+        let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|source| ConnectError::Handshake { addr, source })?;
+        tokio::spawn(drive(conn).instrument(span));
+        let max_streams = Arc::new(AtomicUsize::new(1));
+        return Ok(Opened {
+            sender: Sender::H1(sender),
+            protocol: Protocol::H1,
+            connect,
+            tls: Duration::ZERO,
+            max_streams,
+        });
+    }
+
+    let name = ServerName::try_from(origin.host.to_string())
+        .map_err(|_| ConnectError::ServerName(origin.host.to_string()))?;
+    let tls_started = Instant::now();
+    let connector = tokio_rustls::TlsConnector::from(settings.tls.clone());
+    let stream = tokio::time::timeout_at(deadline, connector.connect(name, tcp))
+        .await
+        .map_err(|_| ConnectError::TimedOut {
+            addr,
+            after: timeout,
+        })?
+        .map_err(|source| ConnectError::Tls {
+            host: origin.host.to_string(),
+            addr,
+            source,
+        })?;
+    let tls = tls_started.elapsed();
+    let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    let io = TokioIo::new(stream);
+    if is_h2 {
+        let mut builder = http2::Builder::new(TokioExecutor::new());
+        builder
+            .timer(TokioTimer::new())
+            .keep_alive_interval(settings.h2_ping_interval)
+            .keep_alive_timeout(Duration::from_secs(20))
+            .keep_alive_while_idle(true)
+            .adaptive_window(true);
+        let (sender, conn) = builder
+            .handshake(io)
+            .await
+            .map_err(|source| ConnectError::Handshake { addr, source })?;
+        let max_streams = Arc::new(AtomicUsize::new(conn.current_max_send_streams()));
+        let watched = WatchStreams {
+            conn,
+            max: max_streams.clone(),
+        };
+        tokio::spawn(drive(watched).instrument(span));
+        return Ok(Opened {
+            sender: Sender::H2(sender),
+            protocol: Protocol::H2,
+            connect,
+            tls,
+            max_streams,
+        });
+    }
+    let (sender, conn) = http1::handshake(io)
+        .await
+        .map_err(|source| ConnectError::Handshake { addr, source })?;
+    tokio::spawn(drive(conn).instrument(span));
+    Ok(Opened {
+        sender: Sender::H1(sender),
+        protocol: Protocol::H1,
+        connect,
+        tls,
+        max_streams: Arc::new(AtomicUsize::new(1)),
+    })
+}
+
+/// Runs a connection until it closes.
+async fn drive<F: std::future::Future<Output = hyper::Result<()>>>(conn: F) {
+    match conn.await {
+        Ok(()) => tracing::trace!("upstream connection closed"),
+        Err(err) => tracing::debug!(
+            error = &err as &dyn std::error::Error,
+            "upstream connection ended"
+        ),
+    }
+}
+
+type H2Connection = http2::Connection<
+    TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    ProxyBody,
+    TokioExecutor,
+>;
+
+/// Drives an HTTP/2 connection and publishes the origin's stream limit
+/// after every poll (hyper exposes it on the connection only).
+struct WatchStreams {
+    conn: H2Connection,
+    max: Arc<AtomicUsize>,
+}
+
+impl Future for WatchStreams {
+    type Output = hyper::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let polled = Pin::new(&mut self.conn).poll(cx);
+        let max = self.conn.current_max_send_streams();
+        self.max.store(max, Ordering::Relaxed);
+        polled
+    }
+}
