@@ -136,19 +136,24 @@ impl Proxy {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// The next access-log record, within [`TIMEOUT`]. A stdout line that is
-    /// not JSON comes back as a JSON string.
+    /// The next access-log record (a JSON object), within [`TIMEOUT`].
     pub async fn next_log(&self) -> Value {
-        self.next_log_within(TIMEOUT).await.unwrap_or_else(|| {
+        let line = self.next_log_within(TIMEOUT).await.unwrap_or_else(|| {
             panic!(
                 "no access-log line within {TIMEOUT:?}\n--- proxy stderr ---\n{}",
                 self.stderr()
             )
-        })
+        });
+        assert!(
+            line.is_object(),
+            "the access-log line is not a JSON object (--access-log-format json): {line}"
+        );
+        line
     }
 
     /// The next access-log record, or `None` if none arrives within `limit`
-    /// (or stdout closed).
+    /// (or stdout closed). A stdout line that is not JSON comes back as a
+    /// JSON string.
     pub async fn next_log_within(&self, limit: Duration) -> Option<Value> {
         let mut logs = self.logs.lock().await;
         tokio::time::timeout(limit, logs.recv())
