@@ -3,6 +3,8 @@
 use serde_json::Value;
 
 use crate::support::origin::args_for;
+use std::net::TcpListener;
+
 use crate::support::{Origin, Proxy};
 
 fn ms(log: &Value, key: &str) -> f64 {
@@ -127,4 +129,54 @@ async fn every_request_gets_a_line() {
     let mut want: Vec<String> = (0..n).map(|i| format!("/n/{i}")).collect();
     want.sort();
     assert_eq!(uris, want);
+}
+
+#[tokio::test]
+async fn upstream_failures_are_logged_with_their_cause() {
+    let untrusted = Origin::tls_http1()
+        .name("untrusted.test")
+        .untrusted()
+        .start()
+        .await;
+    let silent = Origin::tls_http1()
+        .name("silent.test")
+        .never_answer()
+        .start()
+        .await;
+    let refused_port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut args = args_for(&[&untrusted, &silent]);
+    args.extend([
+        "--resolve".to_owned(),
+        format!("refused.test:443:127.0.0.1:{refused_port}"),
+        "--proxy-read-timeout".to_owned(),
+        "1s".to_owned(),
+    ]);
+    let proxy = Proxy::start(args).await;
+    for (name, status) in [("refused", 502), ("untrusted", 502), ("silent", 504)] {
+        let host = format!("{name}.test.ccnproxy-https");
+        assert_eq!(proxy.get(&host, "/").await.status(), status, "{name}");
+        let log = proxy.next_log().await;
+        assert_eq!(log["status"], status, "{log}");
+        assert_eq!(log["host"], host.as_str());
+        assert_eq!(log["origin"], format!("https://{name}.test:443"), "{log}");
+        assert!(
+            log["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "the log names the cause: {log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn large_response_bytes_are_logged() {
+    let len = 3 << 20;
+    let origin = Origin::tls_h2().download(len).start().await;
+    let proxy = Proxy::start(origin.proxy_args()).await;
+    let resp = proxy.get("example.test.ccnproxy-https", "/big").await;
+    assert_eq!(resp.body.len() as u64, len);
+    let log = proxy.next_log().await;
+    assert_eq!(log["bytes_sent"], len, "{log}");
+    assert!(ms(&log, "upstream_ms") > 0.0, "{log}");
 }

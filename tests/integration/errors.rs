@@ -66,9 +66,6 @@ async fn refused_port_gets_502() {
     let resp = proxy.get("refused.test.ccnproxy-https", "/").await;
     assert_eq!(resp.status(), 502, "{}", resp.text());
     assert!(!resp.body.is_empty(), "502 carries a reason");
-    let log = proxy.next_log().await;
-    assert_eq!(log["status"], 502);
-    assert!(log["error"].is_string(), "the log names the cause: {log}");
 }
 
 #[tokio::test]
@@ -79,9 +76,6 @@ async fn untrusted_certificate_gets_502() {
     assert_eq!(resp.status(), 502, "{}", resp.text());
     assert_eq!(origin.requests(), 0, "no request over an unverified TLS");
     assert_eq!(origin.handshakes(), 0);
-    let log = proxy.next_log().await;
-    assert_eq!(log["status"], 502);
-    assert!(log["error"].is_string(), "the log names the cause: {log}");
 }
 
 #[tokio::test]
@@ -112,8 +106,6 @@ async fn origin_that_never_answers_gets_504() {
         "504 after the 1 s read timeout, took {took:?}"
     );
     assert_eq!(origin.requests(), 1);
-    let log = proxy.next_log().await;
-    assert_eq!(log["status"], 504);
 }
 
 #[tokio::test]
