@@ -4,6 +4,19 @@
 //! Everything listens on 127.0.0.0/8 on ports chosen by the kernel. Waits are
 //! bounded by [`TIMEOUT`]; a test waits for events (a log line, a counter),
 //! never for a fixed time.
+//!
+//! ```ignore
+//! let origin = Origin::tls_http1().reply(200, "ok").start().await; // poses as example.test:443
+//! let proxy = Proxy::start(origin.proxy_args()).await;             // --ca-file, --resolve, ...
+//! let resp = proxy.get("example.test.ccnproxy-https", "/").await;
+//! assert_eq!(resp.status(), 200);
+//! assert_eq!(origin.last_request().host().as_deref(), Some("example.test"));
+//! assert_eq!(proxy.next_log().await["status"], 200);
+//! ```
+//!
+//! Certificates: webpki refuses a wildcard directly under a TLD (`*.test`),
+//! so an origin's certificate lists its names (`.name()`/`.names()`) plus
+//! `*.amazonaws.com`, `localhost` and its IP.
 
 #![allow(dead_code, unused_imports)]
 

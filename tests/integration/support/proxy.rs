@@ -67,6 +67,12 @@ impl Proxy {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+        // Only the flags above configure the proxy under test.
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("CCNPROXY_") {
+                cmd.env_remove(name);
+            }
+        }
         let mut child = cmd.spawn().map_err(|e| format!("spawning ccnproxy: {e}"))?;
         let pid = child.id().expect("child pid");
 
