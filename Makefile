@@ -1,0 +1,32 @@
+# ccnproxy — the two commands that matter: `make run` and `make test`.
+CARGO ?= cargo
+ARGS  ?=
+
+.PHONY: build run test test-rust test-aws bench fuzz lint clean
+
+build:
+	$(CARGO) build --release
+
+# Runs the proxy with the defaults (0.0.0.0:3000, AWS hosts only, log to stderr).
+run:
+	$(CARGO) run --release -- $(ARGS)
+
+# Unit tests, the integration crate (real binary, real local origins), then
+# the AWS-client suite (AWS CLI / boto3 against moto) when its runner exists.
+test: test-rust test-aws
+
+test-rust:
+	$(CARGO) test --all-targets
+
+test-aws:
+	@if [ -x tests/aws/run.sh ]; then tests/aws/run.sh; else echo "tests/aws/run.sh not present; skipping AWS-client suite"; fi
+
+bench:
+	$(CARGO) bench
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
