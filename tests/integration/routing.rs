@@ -247,3 +247,23 @@ async fn dns_server_flag_resolves_origin_names() {
     let resp = proxy.get("missing.test.ccnproxy-https", "/").await;
     assert_eq!(resp.status(), 502, "NXDOMAIN is a 502: {}", resp.text());
 }
+
+#[tokio::test]
+async fn h2c_client_routes_by_authority() {
+    use crate::support::client::{H2cClient, full};
+    let origin = Origin::tls_http1().echo().start().await;
+    let proxy = Proxy::start(origin.proxy_args()).await;
+    let mut client = H2cClient::connect(proxy.addr()).await;
+    for i in 0..3 {
+        let req = http::Request::post(format!("http://example.test.ccnproxy-https/h2c/{i}"))
+            .body(full(format!("body {i}")))
+            .unwrap();
+        let resp = client.send(req).await.expect("h2c request");
+        assert_eq!(resp.status(), 200, "{}", resp.text());
+        assert_eq!(resp.text(), format!("body {i}"));
+        let seen = origin.last_request();
+        assert_eq!(seen.uri, format!("/h2c/{i}").as_str());
+        assert_eq!(seen.host().as_deref(), Some("example.test"));
+    }
+    assert_eq!(origin.accepted(), 1);
+}

@@ -140,6 +140,34 @@ impl Drop for Client {
     }
 }
 
+/// An HTTP/2 prior-knowledge (h2c) connection over plain TCP.
+pub struct H2cClient {
+    sender: hyper::client::conn::http2::SendRequest<ReqBody>,
+}
+
+impl H2cClient {
+    /// Connects to `addr` and sends the h2 preface.
+    pub async fn connect(addr: SocketAddr) -> H2cClient {
+        let stream = within("connecting", TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .expect("h2c handshake");
+        tokio::spawn(conn);
+        H2cClient { sender }
+    }
+
+    /// Sends `req` (its URI carries the authority) and collects the response.
+    pub async fn send(&mut self, req: Request<ReqBody>) -> Result<Resp, hyper::Error> {
+        within("connection ready", self.sender.ready()).await?;
+        let resp = within("response head", self.sender.send_request(req)).await?;
+        Resp::collect(resp).await
+    }
+}
+
 /// Builds a request with an explicit `Host` and extra headers.
 pub fn request(
     method: &str,
