@@ -329,10 +329,10 @@ async fn drain_stderr(
         }
         let text = String::from_utf8_lossy(&line);
         buf.lock().unwrap().push_str(&text);
-        if ready.is_some() {
-            if let Some(addr) = listening_addr(&text) {
-                let _ = ready.take().expect("checked").send(addr);
-            }
+        if ready.is_some()
+            && let Some(addr) = listening_addr(&text)
+        {
+            let _ = ready.take().expect("checked").send(addr);
         }
     }
 }
