@@ -45,7 +45,7 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
     assert_eq!(resp.status(), 200);
     assert_pattern(&resp.body, total as usize, "slow body across SIGTERM");
     let status = proxy.wait_exit().await;
-    assert!(status.success(), "exit status {status:?}");
+    assert!(status.success(), "exit status: {status}");
     assert!(!pid_file.exists(), "pid file removed at exit");
 }
 
@@ -91,7 +91,7 @@ async fn sigterm_when_idle_exits_0() {
     }
     proxy.sigterm();
     let status = proxy.wait_exit().await;
-    assert!(status.success(), "exit status {status:?}");
+    assert!(status.success(), "exit status: {status}");
 }
 
 #[tokio::test]
@@ -99,29 +99,26 @@ async fn sigint_right_after_startup_exits_0() {
     let proxy = Proxy::start(crate::support::origin::args_for(&[])).await;
     proxy.sigint();
     let status = proxy.wait_exit().await;
-    assert!(status.success(), "exit status {status:?}");
+    assert!(status.success(), "exit status: {status}");
 }
 
 #[tokio::test]
 async fn shutdown_timeout_bounds_the_drain() {
     let origin = Origin::tls_http1().never_answer().start().await;
     let proxy = Proxy::start(origin.proxy_args_with(&["--shutdown-timeout", "1s"])).await;
-    let mut client = Client::connect(proxy.addr()).await;
-    let req = client::request(
-        "GET",
-        "example.test.ccnproxy-https",
-        "/",
-        &[],
-        client::empty(),
-    );
-    let pending = tokio::spawn(async move { client.send(req).await });
+    let mut conn = proxy.raw().await;
+    conn.write(b"GET / HTTP/1.1\r\nHost: example.test.ccnproxy-https\r\n\r\n")
+        .await
+        .unwrap();
     origin.wait_requests(1).await;
     let started = std::time::Instant::now();
     proxy.sigterm();
     let status = proxy.wait_exit().await;
     let took = started.elapsed();
-    assert!(status.success(), "exit status {status:?}");
-    assert!(took < Duration::from_secs(5), "drain took {took:?}");
-    // Whatever the client got, it is not left hanging.
-    let _ = crate::support::within("the client to hear back", pending).await;
+    assert!(
+        took < Duration::from_secs(5),
+        "exit {took:?} after SIGTERM with --shutdown-timeout 1s (the client still waits)"
+    );
+    assert!(status.success(), "exit status: {status}");
+    drop(conn);
 }
