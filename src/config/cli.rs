@@ -16,7 +16,11 @@ use crate::route::Origin;
 /// ccnproxy: keeps warm TLS connections to AWS endpoints so each API call
 /// costs one round trip.
 #[derive(Debug, Parser)]
-#[command(name = "ccnproxy", disable_version_flag = true, args_override_self = true)]
+#[command(
+    name = "ccnproxy",
+    disable_version_flag = true,
+    args_override_self = true
+)]
 pub struct Args {
     /// Read flags from this TOML file (keys are long flag names).
     #[arg(long, env = "CCNPROXY_CONFIG")]
