@@ -23,3 +23,9 @@ pub fn empty() -> ProxyBody {
         .map_err(|never| match never {})
         .boxed_unsync()
 }
+
+/// Put in a request's extensions when its body waits for `100 Continue`;
+/// notifying it lets the body flow (the pool does so for HTTP/2 origins,
+/// which do not send `100 Continue`).
+#[derive(Clone)]
+pub struct ContinueSignal(pub std::sync::Arc<tokio::sync::Notify>);

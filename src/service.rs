@@ -72,12 +72,32 @@ impl Service {
     ) -> Response<ProxyBody> {
         let mut ex = Exchange::start(&self, info, &req);
         let request_id = ex.request_id.clone();
-        let route = self.router.route(
-            req.method(),
-            req.uri(),
-            req.headers().get(header::HOST).map(|h| h.as_bytes()),
-            info.local_port,
-        );
+        let route =
+            if req.version() == http::Version::HTTP_2 && req.method() != http::Method::CONNECT {
+                // h2c: `:authority` plays the part of Host; the URI hyper built from
+                // the pseudo-headers is not a forward-proxy target.
+                let authority = req.uri().authority().map(|a| a.as_str().to_owned());
+                let host = req
+                    .headers()
+                    .get(header::HOST)
+                    .map(|h| h.as_bytes().to_vec())
+                    .or(authority.map(String::into_bytes));
+                let path: http::Uri = req
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .parse()
+                    .unwrap_or_default();
+                self.router
+                    .route(req.method(), &path, host.as_deref(), info.local_port)
+            } else {
+                self.router.route(
+                    req.method(),
+                    req.uri(),
+                    req.headers().get(header::HOST).map(|h| h.as_bytes()),
+                    info.local_port,
+                )
+            };
         // The budget is spent before any upstream work; the proxy's own
         // endpoints (and unroutable requests) are exempt.
         if matches!(route, Ok(Route::Proxy { .. } | Route::Connect { .. }))
@@ -135,7 +155,11 @@ impl Service {
         if req.headers().contains_key(&CHOCON_VER) {
             return Err(PolicyError::Loop.into());
         }
-        self.policy.check_host(&origin.host)?;
+        // `--upstream` was named by the operator: no host pattern needed (the
+        // address guard still applies when it is resolved).
+        if mode != Mode::Upstream {
+            self.policy.check_host(&origin.host)?;
+        }
         if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > self.max_uri_bytes {
             return Err(ProxyError::UriTooLong(self.max_uri_bytes));
         }
@@ -175,6 +199,14 @@ impl Service {
         let mut upstream_req = Request::from_parts(parts, body);
         if let Some(opener) = gate {
             opener.attach(&mut upstream_req);
+        }
+        if mode != Mode::Host && upstream_req.headers().get(header::HOST).is_none() {
+            // h2c clients send no Host; HTTP/1.1 upstream needs one.
+            if let Some(auth) = ex.record.uri.authority()
+                && let Ok(v) = HeaderValue::from_str(auth.as_str())
+            {
+                upstream_req.headers_mut().insert(header::HOST, v);
+            }
         }
         if let Some(signer) = &self.signer
             && signer.applies_to(&origin)
@@ -553,6 +585,8 @@ impl<B> ContinueGate<B> {
 impl GateOpener {
     fn attach<T>(self, req: &mut Request<T>) {
         let notify = self.0;
+        req.extensions_mut()
+            .insert(body::ContinueSignal(notify.clone()));
         hyper::ext::on_informational(req, move |resp| {
             if resp.status() == StatusCode::CONTINUE {
                 notify.notify_one();

@@ -63,7 +63,8 @@ pub struct Args {
     /// Open HTTP/1.1 upstream connections per origin at most (0 = unlimited).
     #[arg(long, env = "CCNPROXY_MAX_CONNS_PER_HOST", default_value_t = 0)]
     pub max_conns_per_host: usize,
-    /// Time to read a client request head (seconds or e.g. `30s`).
+    /// Time to receive a request head, counted from when the connection starts
+    /// waiting for one: cuts slow headers and idle keep-alive connections.
     #[arg(long, env = "CCNPROXY_READ_TIMEOUT", default_value = "30", value_parser = parse_duration)]
     pub read_timeout: Duration,
     /// Time to write a response to the client.
@@ -160,9 +161,6 @@ pub struct Args {
     /// Concurrent client connections at most.
     #[arg(long, env = "CCNPROXY_MAX_CLIENT_CONNS", default_value_t = 50_000)]
     pub max_client_conns: usize,
-    /// Idle keep-alive client connections are closed after this.
-    #[arg(long, env = "CCNPROXY_CLIENT_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
-    pub client_idle_timeout: Duration,
     /// Requests per second per client key (0 = unlimited).
     #[arg(long, env = "CCNPROXY_RATE_LIMIT", default_value_t = 0)]
     pub rate_limit: u32,
@@ -268,7 +266,6 @@ impl Args {
         c.listener.addr = SocketAddr::new(self.listen, self.port);
         c.listener.read_timeout = self.read_timeout;
         c.listener.write_timeout = self.write_timeout;
-        c.listener.client_idle_timeout = self.client_idle_timeout;
         c.listener.max_client_conns = self.max_client_conns.max(1);
         c.listener.metrics_listen = self.metrics_listen;
 

@@ -44,12 +44,12 @@ pub struct Config {
 pub struct ListenerConfig {
     /// Address to bind (`-l` and `-p`).
     pub addr: SocketAddr,
-    /// Time allowed to read a request head (slow headers are cut after it).
+    /// Time allowed to receive a request head, counted from when the
+    /// connection starts waiting for one (slow headers and idle keep-alive
+    /// connections are cut after it).
     pub read_timeout: Duration,
     /// Time allowed for writing a response to the client.
     pub write_timeout: Duration,
-    /// Idle keep-alive client connections are closed after this.
-    pub client_idle_timeout: Duration,
     /// Concurrent client connections at most; beyond it new ones get 503.
     pub max_client_conns: usize,
     /// Serve the admin endpoints here instead of (as well as) the main port.
@@ -229,7 +229,6 @@ impl Default for Config {
                 addr: SocketAddr::from(([0, 0, 0, 0], 3000)),
                 read_timeout: Duration::from_secs(30),
                 write_timeout: Duration::from_secs(90),
-                client_idle_timeout: Duration::from_secs(120),
                 max_client_conns: 50_000,
                 metrics_listen: None,
             },

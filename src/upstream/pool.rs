@@ -786,6 +786,11 @@ fn forget(load: &mut HashMap<SocketAddr, Load>, addr: SocketAddr, conn: bool, ou
 
 /// HTTP/2 wants an absolute URI (`:scheme`, `:authority`) and no `Host`.
 fn to_h2_form(req: &mut Request<ProxyBody>, scheme: Scheme) {
+    if let Some(signal) = req.extensions_mut().remove::<crate::body::ContinueSignal>() {
+        // HTTP/2 origins do not answer `Expect: 100-continue`; send the body now.
+        req.headers_mut().remove(http::header::EXPECT);
+        signal.0.notify_one();
+    }
     let Some(host) = req.headers_mut().remove(http::header::HOST) else {
         return;
     };
