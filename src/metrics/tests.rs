@@ -9,7 +9,7 @@ use prometheus_parse::{Scrape, Value};
 
 use super::*;
 use crate::scope::CredentialScope;
-use crate::upstream::{PoolStats, Timing};
+use crate::upstream::{PoolStats, Protocol, Timing};
 
 const S3: &str = "https://s3.amazonaws.com:443";
 
