@@ -58,6 +58,9 @@ pub enum RunError {
     /// Signing setup.
     #[error(transparent)]
     Sign(#[from] sign::SignError),
+    /// Signal handlers.
+    #[error("installing signal handlers")]
+    Signals(#[source] std::io::Error),
     /// The pid file.
     #[error("writing pid file {path}")]
     PidFile {
@@ -168,7 +171,14 @@ pub async fn run(
         task.abort();
     }
     drop(service);
-    writer.close().await;
+    // Connections still open past the grace time hold log handles; give the
+    // writer a bounded time to flush what is queued rather than wait for them.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), writer.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("access log not fully flushed: requests still open at exit");
+    }
     if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
     }
