@@ -24,6 +24,16 @@ test-aws:
 bench:
 	$(CARGO) bench
 
+# Each fuzz target for FUZZ_SECONDS (cargo-fuzz on the stable toolchain via
+# RUSTC_BOOTSTRAP; installs cargo-fuzz on first use).
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS ?= route scope logformat
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	for t in $(FUZZ_TARGETS); do \
+	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings

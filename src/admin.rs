@@ -1,49 +1,103 @@
 //! The proxy's own endpoints: `/healthz`, `/metrics`, `/.api/stats`,
 //! `/.api/http-stats`. Served on the main port for requests with no route,
-//! and on `--metrics-listen` when set.
+//! and on `--metrics-listen` when set. The numbers come from `Metrics`; this
+//! file only shapes them (the JSON mirrors chocon's, see `docs/metrics.md`).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
-use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Response, StatusCode};
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode, Uri};
+use serde::Serialize;
 
 use crate::body::{self, ProxyBody};
-use crate::metrics::Metrics;
+use crate::metrics::{self, Metrics};
 
 /// The admin endpoints.
 pub struct Admin {
     metrics: Arc<Metrics>,
-    draining: Arc<std::sync::atomic::AtomicBool>,
+    draining: Arc<AtomicBool>,
+}
+
+/// `/.api/stats`: process and runtime numbers, after chocon's
+/// `golang-stats-api-handler` (Go-only fields dropped, Rust ones added).
+#[derive(Debug, Serialize)]
+pub struct ProcessReport {
+    /// Now, nanoseconds since the Unix epoch.
+    pub time: u128,
+    /// ccnproxy version.
+    pub version: &'static str,
+    /// `linux`, `macos`, …
+    pub os: &'static str,
+    /// `x86_64`, `aarch64`, …
+    pub arch: &'static str,
+    /// Process id.
+    pub pid: u32,
+    /// Time since start, human readable (`1h 2m 3s`).
+    pub uptime: String,
+    /// Time since start, whole seconds.
+    pub uptime_sec: u64,
+    /// CPUs available to the process.
+    pub cpu_num: usize,
+    /// Tokio worker threads.
+    pub workers: Option<usize>,
+    /// Live tokio tasks (chocon's `goroutine_num`).
+    pub tasks: Option<usize>,
+    /// Tasks waiting in tokio's global queue.
+    pub global_queue_depth: Option<usize>,
+    /// OS threads.
+    pub threads: Option<u64>,
+    /// Resident memory, bytes.
+    pub memory_rss: Option<u64>,
+    /// Peak resident memory, bytes.
+    pub memory_rss_peak: Option<u64>,
+    /// Virtual memory, bytes.
+    pub memory_virtual: Option<u64>,
+    /// CPU time in user mode, seconds.
+    pub cpu_user_sec: Option<f64>,
+    /// CPU time in kernel mode, seconds.
+    pub cpu_system_sec: Option<f64>,
+    /// Open file descriptors.
+    pub open_fds: Option<u64>,
+    /// File descriptor limit (soft).
+    pub max_fds: Option<u64>,
+    /// Open client connections.
+    pub client_connections: u64,
+    /// Requests finished since start.
+    pub requests: u64,
 }
 
 impl Admin {
     /// Admin endpoints over `metrics`; `/healthz` answers 503 once `draining`.
-    pub fn new(metrics: Arc<Metrics>, draining: Arc<std::sync::atomic::AtomicBool>) -> Self {
+    pub fn new(metrics: Arc<Metrics>, draining: Arc<AtomicBool>) -> Self {
         Admin { metrics, draining }
     }
 
-    /// The response for `path`, or `None` when it is not an admin path.
-    pub fn serve(&self, path: &str) -> Option<Response<ProxyBody>> {
-        let (status, ctype, text) = match path {
+    /// The response for `uri`'s path, or `None` when it is not an admin path.
+    /// `?pp=1` pretty-prints the JSON endpoints (as chocon's stats handler).
+    pub fn serve(&self, uri: &Uri) -> Option<Response<ProxyBody>> {
+        let pretty = uri
+            .query()
+            .is_some_and(|q| q.split('&').any(|p| p == "pp=1" || p == "pp=true"));
+        let (status, ctype, text) = match uri.path() {
             "/healthz" => {
-                if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+                if self.draining.load(Ordering::Relaxed) {
                     (
                         StatusCode::SERVICE_UNAVAILABLE,
-                        "text/plain; charset=utf-8",
+                        TEXT,
                         "draining\n".to_owned(),
                     )
                 } else {
-                    (
-                        StatusCode::OK,
-                        "text/plain; charset=utf-8",
-                        "ok\n".to_owned(),
-                    )
+                    (StatusCode::OK, TEXT, "ok\n".to_owned())
                 }
             }
-            "/metrics" => (
+            "/metrics" => (StatusCode::OK, metrics::CONTENT_TYPE, self.metrics.render()),
+            "/.api/stats" => (StatusCode::OK, JSON, json(&self.process_report(), pretty)),
+            "/.api/http-stats" => (
                 StatusCode::OK,
-                "text/plain; version=0.0.4; charset=utf-8",
-                self.metrics.render(),
+                JSON,
+                json(&self.metrics.http_stats(), pretty),
             ),
             _ => return None,
         };
@@ -51,8 +105,59 @@ impl Admin {
         *resp.status_mut() = status;
         resp.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+        resp.headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Some(resp)
     }
+
+    /// The numbers of `/.api/stats`, now.
+    pub fn process_report(&self) -> ProcessReport {
+        let p = metrics::process::read();
+        let uptime = self.metrics.uptime();
+        let runtime = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|h| h.metrics());
+        ProcessReport {
+            time: SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+            version: env!("CARGO_PKG_VERSION"),
+            os: std::env::consts::OS,
+            arch: std::env::consts::ARCH,
+            pid: std::process::id(),
+            uptime: humantime::format_duration(Duration::from_secs(uptime.as_secs())).to_string(),
+            uptime_sec: uptime.as_secs(),
+            cpu_num: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            workers: runtime.as_ref().map(|m| m.num_workers()),
+            tasks: runtime.as_ref().map(|m| m.num_alive_tasks()),
+            global_queue_depth: runtime.as_ref().map(|m| m.global_queue_depth()),
+            threads: p.threads,
+            memory_rss: p.rss_bytes,
+            memory_rss_peak: p.rss_peak_bytes,
+            memory_virtual: p.virtual_bytes,
+            cpu_user_sec: p.cpu_user_seconds,
+            cpu_system_sec: p.cpu_system_seconds,
+            open_fds: p.open_fds,
+            max_fds: p.max_fds,
+            client_connections: self.metrics.client_connections(),
+            requests: self.metrics.requests(),
+        }
+    }
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+
+fn json(value: &impl Serialize, pretty: bool) -> String {
+    let text = if pretty {
+        serde_json::to_string_pretty(value)
+    } else {
+        serde_json::to_string(value)
+    };
+    let mut text = text.expect("the reports hold only plain numbers and strings");
+    text.push('\n');
+    text
 }
 
 /// Serves only the admin endpoints on `--metrics-listen`.
@@ -68,7 +173,7 @@ pub async fn serve_admin(listener: tokio::net::TcpListener, service: Arc<crate::
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let service = service.clone();
                 async move {
-                    let resp = service.admin.serve(req.uri().path()).unwrap_or_else(|| {
+                    let resp = service.admin.serve(req.uri()).unwrap_or_else(|| {
                         let mut r = Response::new(body::full("not found\n"));
                         *r.status_mut() = StatusCode::NOT_FOUND;
                         r
@@ -80,5 +185,138 @@ pub async fn serve_admin(listener: tokio::net::TcpListener, service: Arc<crate::
                 .serve_connection(TokioIo::new(stream), svc)
                 .await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use http_body_util::BodyExt;
+
+    use super::*;
+    use crate::config::{ClientKey, MetricsConfig};
+    use crate::metrics::{PoolSnapshot, PoolSource};
+
+    struct NoPools;
+
+    impl PoolSource for NoPools {
+        fn snapshot(&self) -> Vec<PoolSnapshot> {
+            Vec::new()
+        }
+    }
+
+    fn admin() -> (Admin, Arc<Metrics>, Arc<AtomicBool>) {
+        let config = MetricsConfig {
+            client_key: ClientKey::Auto,
+            max_client_keys: 10,
+        };
+        let metrics = Arc::new(Metrics::new(&config, Arc::new(NoPools)));
+        let draining = Arc::new(AtomicBool::new(false));
+        (
+            Admin::new(metrics.clone(), draining.clone()),
+            metrics,
+            draining,
+        )
+    }
+
+    async fn get(admin: &Admin, uri: &str) -> Option<(StatusCode, String, String)> {
+        let resp = admin.serve(&uri.parse().unwrap())?;
+        let status = resp.status();
+        let ctype = resp.headers()[CONTENT_TYPE].to_str().unwrap().to_owned();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        Some((status, ctype, String::from_utf8(body.to_vec()).unwrap()))
+    }
+
+    #[tokio::test]
+    async fn healthz_turns_503_when_draining() {
+        let (admin, _, draining) = admin();
+        let (status, _, body) = get(&admin, "/healthz").await.unwrap();
+        assert_eq!((status, body.as_str()), (StatusCode::OK, "ok\n"));
+        draining.store(true, Ordering::Relaxed);
+        let (status, _, body) = get(&admin, "/healthz").await.unwrap();
+        assert_eq!(
+            (status, body.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
+        );
+        assert!(get(&admin, "/nope").await.is_none());
+        assert!(get(&admin, "/.api/stats/more").await.is_none());
+    }
+
+    #[tokio::test]
+    async fn metrics_are_openmetrics_text() {
+        let (admin, _, _) = admin();
+        let (status, ctype, body) = get(&admin, "/metrics").await.unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert!(ctype.starts_with("application/openmetrics-text"));
+        assert!(body.contains("# TYPE ccnproxy_uptime_seconds gauge"));
+    }
+
+    #[tokio::test]
+    async fn stats_json_has_chocons_fields() {
+        let (admin, metrics, _) = admin();
+        let _conn = metrics.client_connection();
+        let (status, ctype, body) = get(&admin, "/.api/stats").await.unwrap();
+        assert_eq!((status, ctype.as_str()), (StatusCode::OK, JSON));
+        assert!(!body.trim_end().contains('\n'), "compact unless ?pp=1");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        for field in [
+            "time",
+            "pid",
+            "uptime",
+            "uptime_sec",
+            "cpu_num",
+            "tasks",
+            "version",
+        ] {
+            assert!(!v[field].is_null(), "{field} missing in {v}");
+        }
+        assert_eq!(v["pid"], std::process::id());
+        assert_eq!(v["client_connections"], 1);
+        if cfg!(target_os = "linux") {
+            assert!(v["memory_rss"].as_u64().is_some_and(|b| b > 0));
+            assert!(v["open_fds"].as_u64().is_some_and(|n| n > 0));
+        }
+        let (_, _, pretty) = get(&admin, "/.api/stats?pp=1").await.unwrap();
+        assert!(pretty.lines().count() > 10);
+    }
+
+    #[tokio::test]
+    async fn http_stats_json_mirrors_go_httpstats() {
+        let (admin, metrics, _) = admin();
+        let record = crate::accesslog::Record {
+            received: SystemTime::UNIX_EPOCH,
+            duration: Duration::from_millis(40),
+            client: SocketAddr::from(([127, 0, 0, 1], 1)),
+            local_port: 3000,
+            method: http::Method::GET,
+            uri: Uri::from_static("/"),
+            version: http::Version::HTTP_11,
+            host: String::new(),
+            status: 429,
+            bytes_sent: 0,
+            bytes_received: 0,
+            request_headers: http::HeaderMap::new(),
+            response_headers: http::HeaderMap::new(),
+            request_id: String::new(),
+            origin: None,
+            upstream: None,
+            scope: None,
+            error: None,
+        };
+        metrics.observe(&record);
+        let (_, ctype, body) = get(&admin, "/.api/http-stats").await.unwrap();
+        assert_eq!(ctype, JSON);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["request"]["count"], 1);
+        assert_eq!(v["request"]["status_count"]["429"], 1);
+        assert_eq!(v["request"]["status_count"]["200"], 0);
+        assert_eq!(v["response"]["max_time"], 0.04);
+        assert_eq!(v["response"]["min_time"], 0.04);
+        assert_eq!(v["response"]["average_time"], 0.04);
+        for p in ["50", "90", "95", "99"] {
+            let t = v["response"]["percentiled_time"][p].as_f64().unwrap();
+            assert!((t - 0.04).abs() < 1e-9, "p{p} {t}");
+        }
     }
 }

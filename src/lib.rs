@@ -7,7 +7,8 @@
 //!   goes, `policy` whether it may, `rewrite` what its headers become,
 //!   `sign` re-signs it, `tunnel` handles CONNECT.
 //! - `upstream`: the per-origin pool (DNS, TLS, HTTP/1.1 and HTTP/2) and `Timing`.
-//! - `accesslog`, `metrics`, `admin`: what operators see.
+//! - `accesslog`, `metrics`, `admin`: what operators see; `ratelimit`: the
+//!   per-client budget (`--rate-limit`), keyed like the per-client metrics.
 //! - `scope`, `body`, `error`, `shutdown`: shared pieces.
 
 pub mod accesslog;
@@ -20,6 +21,7 @@ pub mod listener;
 pub mod metrics;
 pub mod pattern;
 pub mod policy;
+pub mod ratelimit;
 pub mod rewrite;
 pub mod route;
 pub mod scope;
@@ -56,6 +58,9 @@ pub enum RunError {
     /// Signing setup.
     #[error(transparent)]
     Sign(#[from] sign::SignError),
+    /// Signal handlers.
+    #[error("installing signal handlers")]
+    Signals(#[source] std::io::Error),
     /// The pid file.
     #[error("writing pid file {path}")]
     PidFile {
@@ -80,7 +85,7 @@ pub async fn run(
     };
     let (log, writer) = accesslog::AccessLog::start(&config.access_log)
         .map_err(|e| RunError::AccessLog(Box::new(e)))?;
-    let metrics = Arc::new(metrics::Metrics::new());
+    let metrics = Arc::new(metrics::Metrics::new(&config.metrics, upstream.clone()));
     let draining = Arc::new(AtomicBool::new(false));
     let service = Arc::new(service::Service {
         router,
@@ -90,6 +95,7 @@ pub async fn run(
         log,
         metrics: metrics.clone(),
         admin: admin::Admin::new(metrics.clone(), draining.clone()),
+        limiter: ratelimit::RateLimiter::from_config(&config.limits),
         max_uri_bytes: config.limits.max_uri_bytes,
         tunnel_idle_timeout: config.pool.idle_timeout,
     });
@@ -165,7 +171,14 @@ pub async fn run(
         task.abort();
     }
     drop(service);
-    writer.close().await;
+    // Connections still open past the grace time hold log handles; give the
+    // writer a bounded time to flush what is queued rather than wait for them.
+    if tokio::time::timeout(std::time::Duration::from_secs(5), writer.close())
+        .await
+        .is_err()
+    {
+        tracing::warn!("access log not fully flushed: requests still open at exit");
+    }
     if let Some(path) = &pid_file {
         let _ = std::fs::remove_file(path);
     }

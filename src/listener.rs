@@ -85,8 +85,10 @@ pub async fn accept_loop(
         let config = config.clone();
         let watcher = graceful.watcher();
         let span = tracing::debug_span!("conn", %peer);
+        let open = service.metrics.client_connection();
         tokio::spawn(
             async move {
+                let _open = open;
                 if let Err(err) =
                     crate::conn::serve(stream, info, service, builder, &config, watcher).await
                 {

@@ -52,7 +52,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(ccnproxy::run(config, ccnproxy::shutdown::signal())) {
+    let result = runtime.block_on(async {
+        let signals =
+            ccnproxy::shutdown::Signals::install().map_err(ccnproxy::RunError::Signals)?;
+        ccnproxy::run(config, signals.recv()).await
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!(

@@ -23,6 +23,7 @@ use crate::body::{self, BoxError, ProxyBody};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::policy::{Policy, PolicyError};
+use crate::ratelimit::RateLimiter;
 use crate::rewrite::{self, CHOCON_ID, CHOCON_VER};
 use crate::route::{Mode, Origin, Route, Router};
 use crate::scope::CredentialScope;
@@ -54,6 +55,8 @@ pub struct Service {
     pub metrics: Arc<Metrics>,
     /// The proxy's own endpoints.
     pub admin: Admin,
+    /// Per-client request budget (`--rate-limit`), when on.
+    pub limiter: Option<RateLimiter>,
     /// Request-target length limit.
     pub max_uri_bytes: usize,
     /// CONNECT tunnels give up after this much idle time.
@@ -95,15 +98,26 @@ impl Service {
                     info.local_port,
                 )
             };
+        // The budget is spent before any upstream work; the proxy's own
+        // endpoints (and unroutable requests) are exempt.
+        if matches!(route, Ok(Route::Proxy { .. } | Route::Connect { .. }))
+            && let Err(after) = self.admit(&ex.record)
+        {
+            let err = ProxyError::RateLimited(after);
+            let mut resp = error_response(&err);
+            ex.record.error = Some(err.reason());
+            resp.headers_mut().insert(&CHOCON_ID, request_id);
+            return ex.respond(resp);
+        }
         let outcome = match route {
             Err(err) => Err(ProxyError::Route(err)),
-            Ok(Route::Admin) => {
-                let path = req.uri().path().to_owned();
-                self.admin.serve(&path).ok_or_else(|| ProxyError::NoRoute {
+            Ok(Route::Admin) => self
+                .admin
+                .serve(req.uri())
+                .ok_or_else(|| ProxyError::NoRoute {
                     host: ex.record.host.clone(),
-                    path,
-                })
-            }
+                    path: req.uri().path().to_owned(),
+                }),
             Ok(Route::Connect { host, port }) => {
                 return crate::tunnel::start(&self, ex, &mut req, host, port).await;
             }
@@ -119,6 +133,15 @@ impl Service {
         };
         resp.headers_mut().insert(&CHOCON_ID, request_id);
         ex.respond(resp)
+    }
+
+    /// `--rate-limit`: takes one request from the client's budget, keyed
+    /// like the per-client metrics.
+    fn admit(&self, record: &Record) -> Result<(), Duration> {
+        match &self.limiter {
+            Some(limiter) => limiter.check(&self.metrics.client_key(record)),
+            None => Ok(()),
+        }
     }
 
     async fn proxy(
@@ -254,7 +277,11 @@ impl Exchange {
     fn start(service: &Service, info: ConnInfo, req: &Request<Incoming>) -> Self {
         let headers = req.headers();
         let mut wanted = HeaderMap::new();
-        for name in service.log.request_headers() {
+        let names = service.log.request_headers().iter();
+        for name in names.chain(service.metrics.request_headers()) {
+            if wanted.contains_key(name) {
+                continue;
+            }
             for v in headers.get_all(name) {
                 wanted.append(name.clone(), v.clone());
             }

@@ -35,6 +35,7 @@ pub async fn start(
             return ex.respond(resp);
         }
     };
+    ex.record.status = 200;
     let on_upgrade = hyper::upgrade::on(req);
     let idle = service.tunnel_idle_timeout;
     tokio::spawn(async move {

@@ -1,0 +1,204 @@
+//! Who a request is from, for per-client metrics and `--rate-limit`: one
+//! function, so the budget and the accounting always agree. Pure.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+
+use crate::accesslog::Record;
+use crate::config::ClientKey;
+
+/// Longest client key kept; a longer header value falls back to the address.
+pub const MAX_KEY_BYTES: usize = 128;
+
+/// The client key of `record`.
+///
+/// `Auto`: the SigV4 access key id (from `Authorization`, else from a
+/// pre-signed URL's `X-Amz-Credential`), else the client IP address.
+/// `Header(name)`: that request header's first value (visible ASCII, at most
+/// `MAX_KEY_BYTES`), else the client IP address. The header must be among the
+/// record's `request_headers` (see `Metrics::request_headers`).
+pub fn client_key<'a>(source: &ClientKey, record: &'a Record) -> Cow<'a, str> {
+    let named = match source {
+        ClientKey::Auto => match &record.scope {
+            Some(scope) => Some(Cow::Borrowed(scope.access_key.as_str())),
+            None => record
+                .uri
+                .query()
+                .and_then(presigned_access_key)
+                .map(Cow::Borrowed),
+        },
+        ClientKey::Header(name) => record
+            .request_headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| is_plain(v))
+            .map(Cow::Borrowed),
+    };
+    named.unwrap_or_else(|| Cow::Owned(address_key(record.client.ip())))
+}
+
+/// The access key id of a pre-signed URL's
+/// `X-Amz-Credential=AKID%2F20240101%2Fus-east-1%2Fs3%2Faws4_request`.
+fn presigned_access_key(query: &str) -> Option<&str> {
+    let value = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("X-Amz-Credential="))?;
+    let end = value
+        .find('/')
+        .into_iter()
+        .chain(value.find("%2F"))
+        .chain(value.find("%2f"))
+        .min()?;
+    let key = &value[..end];
+    let valid = !key.is_empty()
+        && key.len() <= MAX_KEY_BYTES
+        && key.bytes().all(|b| b.is_ascii_alphanumeric());
+    valid.then_some(key)
+}
+
+fn is_plain(value: &str) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_KEY_BYTES
+        && value.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+}
+
+/// The address as a key; an IPv4-mapped IPv6 address is written as IPv4 so
+/// one client has one key on a dual-stack listener.
+fn address_key(ip: IpAddr) -> String {
+    ip.to_canonical().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::time::{Duration, SystemTime};
+
+    use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
+
+    use super::*;
+    use crate::scope::CredentialScope;
+
+    fn record(peer: &str, uri: &str, scope: Option<&str>, headers: &[(&str, &[u8])]) -> Record {
+        let mut request_headers = HeaderMap::new();
+        for (name, value) in headers {
+            request_headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        Record {
+            received: SystemTime::UNIX_EPOCH,
+            duration: Duration::ZERO,
+            client: peer.parse::<SocketAddr>().unwrap(),
+            local_port: 3000,
+            method: Method::GET,
+            uri: uri.parse::<Uri>().unwrap(),
+            version: Version::HTTP_11,
+            host: String::new(),
+            status: 200,
+            bytes_sent: 0,
+            bytes_received: 0,
+            request_headers,
+            response_headers: HeaderMap::new(),
+            request_id: String::new(),
+            origin: None,
+            upstream: None,
+            scope: scope.map(|ak| CredentialScope {
+                access_key: ak.to_owned(),
+                ..Default::default()
+            }),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn auto_prefers_access_key_then_presigned_url_then_address() {
+        let cases = [
+            ("10.0.0.1:5000", "/", Some("AKIAEXAMPLE"), "AKIAEXAMPLE"),
+            ("10.0.0.1:5000", "/", None, "10.0.0.1"),
+            ("[::ffff:10.0.0.2]:5000", "/", None, "10.0.0.2"),
+            ("[2001:db8::1]:5000", "/", None, "2001:db8::1"),
+            (
+                "10.0.0.1:5000",
+                "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAPRESIGNED%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=x",
+                None,
+                "ASIAPRESIGNED",
+            ),
+            (
+                "10.0.0.1:5000",
+                "/b/k?X-Amz-Credential=AKLOWER%2f20240101%2fr%2fs3%2faws4_request",
+                None,
+                "AKLOWER",
+            ),
+            (
+                "10.0.0.1:5000",
+                "/b/k?X-Amz-Credential=AKSLASH/20240101/r/s3/aws4_request",
+                None,
+                "AKSLASH",
+            ),
+            // The header's scope wins over the URL's.
+            (
+                "10.0.0.1:5000",
+                "/b/k?X-Amz-Credential=AKURL%2F2024",
+                Some("AKHEADER"),
+                "AKHEADER",
+            ),
+            // Garbage credentials fall back to the address.
+            (
+                "10.0.0.1:5000",
+                "/?X-Amz-Credential=%2F2024",
+                None,
+                "10.0.0.1",
+            ),
+            (
+                "10.0.0.1:5000",
+                "/?X-Amz-Credential=A%22K%2F2024",
+                None,
+                "10.0.0.1",
+            ),
+            (
+                "10.0.0.1:5000",
+                "/?X-Amz-Credential=NOSLASH",
+                None,
+                "10.0.0.1",
+            ),
+            (
+                "10.0.0.1:5000",
+                "/?x=1&Y-X-Amz-Credential=AK%2F1",
+                None,
+                "10.0.0.1",
+            ),
+        ];
+        for (peer, uri, scope, want) in cases {
+            let rec = record(peer, uri, scope, &[]);
+            assert_eq!(
+                client_key(&ClientKey::Auto, &rec),
+                want,
+                "{peer} {uri} {scope:?}"
+            );
+        }
+    }
+
+    type Headers<'a> = &'a [(&'a str, &'a [u8])];
+
+    #[test]
+    fn header_source_uses_the_first_plain_value_else_address() {
+        let tenant = ClientKey::Header(HeaderName::from_static("x-tenant"));
+        let long = "t".repeat(MAX_KEY_BYTES + 1);
+        let cases: [(Headers, &str); 7] = [
+            (&[("x-tenant", b"team-a")], "team-a"),
+            (&[("x-tenant", b"  team-b ")], "team-b"),
+            (&[("x-tenant", b"first"), ("x-tenant", b"second")], "first"),
+            (&[("x-tenant", b"")], "192.0.2.7"),
+            (&[("x-tenant", b"caf\xc3\xa9")], "192.0.2.7"),
+            (&[("x-tenant", long.as_bytes())], "192.0.2.7"),
+            (&[("x-other", b"team-a")], "192.0.2.7"),
+        ];
+        for (headers, want) in cases {
+            // The header source ignores the SigV4 scope.
+            let rec = record("192.0.2.7:1", "/", Some("AKIAEXAMPLE"), headers);
+            assert_eq!(client_key(&tenant, &rec), want, "{headers:?}");
+        }
+    }
+}

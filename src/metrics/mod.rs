@@ -1,0 +1,180 @@
+//! Counters, gauges and histograms of the whole proxy, and the views over
+//! them: Prometheus/OpenMetrics text (`render`, for `/metrics`) and the
+//! chocon-style JSON numbers (`http_stats`, `process`, for `/.api/*`).
+//!
+//! `observe` takes each finished request's `Record` (every request: errors,
+//! 499s and CONNECT tunnels too). Its cost is two map lookups under read
+//! locks (origin series, client series) plus atomic adds and a short
+//! per-histogram lock; new label values take a write lock once. Label values
+//! a client can choose are capped (`capped.rs`): origins at `MAX_ORIGINS`,
+//! client keys at `--max-client-keys`, methods to a fixed list. Pools, the
+//! access log's counters and the process are read at scrape time
+//! (`scrape.rs`). The client key is `client::client_key`, which
+//! `ratelimit` uses too.
+
+mod capped;
+pub mod client;
+mod latency;
+pub mod process;
+mod scrape;
+mod series;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderName, Method};
+use prometheus_client::registry::Registry;
+
+use crate::accesslog::Record;
+use crate::config::{ClientKey, MetricsConfig};
+use capped::Capped;
+use series::{ClientSeries, Families, OriginSeries};
+
+pub use capped::OTHER;
+pub use client::client_key;
+pub use latency::{HttpStats, HttpStatsReport, RequestCounts, ResponseTimes};
+pub use scrape::{LogStats, PoolCounts, PoolSnapshot, PoolSource};
+
+/// Distinct origins with series of their own; the rest are `other`. Origins
+/// are bounded by `--allow-host` already; this guards `--allow-host '*'`.
+pub const MAX_ORIGINS: usize = 1000;
+
+/// The `origin` label of answers the proxy made without routing (admin
+/// endpoints, bad Host, rate limited).
+pub const NO_ORIGIN: &str = "none";
+
+/// Process-wide metrics.
+pub struct Metrics {
+    registry: Registry,
+    families: Families,
+    origins: Capped<OriginSeries>,
+    clients: Capped<ClientSeries>,
+    client_key: ClientKey,
+    key_headers: Vec<HeaderName>,
+    http: HttpStats,
+    live: Arc<scrape::Live>,
+}
+
+/// Holds one open client connection in `ccnproxy_client_connections`.
+pub struct ClientConnection(Arc<scrape::Live>);
+
+impl Drop for ClientConnection {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Metrics {
+    /// Empty metrics; `pools` is read at each scrape (pass the `Upstream`).
+    pub fn new(config: &MetricsConfig, pools: Arc<dyn PoolSource>) -> Self {
+        let mut registry = Registry::default();
+        let families = Families::register(&mut registry);
+        let live = Arc::new(scrape::Live::new(pools));
+        registry.register_collector(Box::new(scrape::Scrape(live.clone())));
+        let key_headers = match &config.client_key {
+            ClientKey::Header(name) => vec![name.clone()],
+            ClientKey::Auto => Vec::new(),
+        };
+        Metrics {
+            registry,
+            families,
+            origins: Capped::new(MAX_ORIGINS),
+            clients: Capped::new(config.max_client_keys),
+            client_key: config.client_key.clone(),
+            key_headers,
+            http: HttpStats::new(),
+            live,
+        }
+    }
+
+    /// Request headers the client key needs in `Record::request_headers`;
+    /// the request path copies these as well as the access log's.
+    pub fn request_headers(&self) -> &[HeaderName] {
+        &self.key_headers
+    }
+
+    /// The client key of `record` (for metrics and `--rate-limit`).
+    pub fn client_key<'a>(&self, record: &'a Record) -> Cow<'a, str> {
+        client_key(&self.client_key, record)
+    }
+
+    /// Hook for the access log's write counters, read at each scrape
+    /// (`ccnproxy_log_lines_total`, `ccnproxy_log_write_errors_total`; absent
+    /// until set). Only the first call takes effect.
+    pub fn set_log_stats(&self, read: impl Fn() -> LogStats + Send + Sync + 'static) {
+        let _ = self.live.log_stats.set(Box::new(read));
+    }
+
+    /// Counts a client connection as open until the guard is dropped.
+    pub fn client_connection(&self) -> ClientConnection {
+        self.live.connections.fetch_add(1, Ordering::Relaxed);
+        self.live.connections_total.fetch_add(1, Ordering::Relaxed);
+        ClientConnection(self.live.clone())
+    }
+
+    /// Accounts one finished request.
+    pub fn observe(&self, record: &Record) {
+        let f = &self.families;
+        // A tunnel's duration is its whole life, not a response time.
+        let timed = record.method != Method::CONNECT;
+        let origin = record.origin.as_deref().unwrap_or(NO_ORIGIN);
+        self.origins
+            .get(origin, |o| OriginSeries::new(f, o))
+            .observe(f, record, timed);
+        let client = self.clients.get(&self.client_key(record), |c| {
+            if c.as_ref() != OTHER {
+                f.client_keys.inc();
+            }
+            ClientSeries::new(f, c)
+        });
+        client.observe(f, record, timed);
+        self.http
+            .record(record.status, timed.then_some(record.duration));
+    }
+
+    /// The exposition for `/metrics` (OpenMetrics text, which Prometheus
+    /// reads; serve it as `CONTENT_TYPE`).
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(32 << 10);
+        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(
+                error = &err as &dyn std::error::Error,
+                "metrics.render failed"
+            );
+        }
+        out
+    }
+
+    /// `/.api/http-stats`.
+    pub fn http_stats(&self) -> HttpStatsReport {
+        self.http.report()
+    }
+
+    /// Requests finished since start.
+    pub fn requests(&self) -> u64 {
+        self.http.count()
+    }
+
+    /// Open client connections (as counted by `client_connection`).
+    pub fn client_connections(&self) -> u64 {
+        self.live.connections.load(Ordering::Relaxed).max(0) as u64
+    }
+
+    /// How long the proxy has been running.
+    pub fn uptime(&self) -> Duration {
+        self.live.started.elapsed()
+    }
+
+    /// When the proxy started (wall clock).
+    pub fn started(&self) -> SystemTime {
+        self.live.started_wall
+    }
+}
+
+/// `Content-Type` of `render`'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,348 @@
+//! Numbers read at scrape time rather than counted per request: the pools
+//! (through `PoolSource`), the access log's write counters (a hook the log
+//! fills in), open client connections, uptime and the process (`process_*`,
+//! the names every Prometheus client uses).
+
+use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeGaugeValue, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use tokio::time::Instant;
+
+use crate::upstream::{PoolStats, Upstream};
+
+use super::process;
+
+/// One pool as metrics see it.
+#[derive(Debug, Clone, Default)]
+pub struct PoolSnapshot {
+    /// `https://host:443`.
+    pub origin: String,
+    /// Connections and streams now.
+    pub stats: PoolStats,
+    /// Event counters since the pool was created.
+    pub counts: PoolCounts,
+}
+
+/// A pool's counters (`pool::Counters`), read once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PoolCounts {
+    /// Connections opened.
+    pub handshakes: u64,
+    /// Connection attempts that failed.
+    pub connect_errors: u64,
+    /// DNS lookups.
+    pub dns_refreshes: u64,
+    /// Requests retried on a fresh connection.
+    pub retries: u64,
+    /// Requests that waited for capacity.
+    pub queue_waits: u64,
+    /// Requests that waited too long.
+    pub queue_timeouts: u64,
+    /// Requests sent.
+    pub requests: u64,
+}
+
+/// Where pool numbers come from (the `Upstream`; a fixed list in tests).
+pub trait PoolSource: Send + Sync + 'static {
+    /// Every pool, now.
+    fn snapshot(&self) -> Vec<PoolSnapshot>;
+}
+
+impl PoolSource for Upstream {
+    fn snapshot(&self) -> Vec<PoolSnapshot> {
+        self.pools()
+            .iter()
+            .map(|pool| {
+                let c = &pool.counters;
+                let read = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                PoolSnapshot {
+                    origin: pool.origin().to_string(),
+                    stats: pool.stats(),
+                    counts: PoolCounts {
+                        handshakes: read(&c.handshakes),
+                        connect_errors: read(&c.connect_errors),
+                        dns_refreshes: read(&c.dns_refreshes),
+                        retries: read(&c.retries),
+                        queue_waits: read(&c.queue_waits),
+                        queue_timeouts: read(&c.queue_timeouts),
+                        requests: read(&c.requests),
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+/// The access log's write counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// Lines written.
+    pub lines: u64,
+    /// Writes that failed (the line is lost).
+    pub write_errors: u64,
+}
+
+type LogStatsFn = Box<dyn Fn() -> LogStats + Send + Sync>;
+
+/// State shared by `Metrics`, the collector and connection guards.
+pub(crate) struct Live {
+    pub(crate) pools: Arc<dyn PoolSource>,
+    pub(crate) log_stats: OnceLock<LogStatsFn>,
+    pub(crate) connections: AtomicI64,
+    pub(crate) connections_total: AtomicU64,
+    pub(crate) started: Instant,
+    pub(crate) started_wall: SystemTime,
+}
+
+impl Live {
+    pub(crate) fn new(pools: Arc<dyn PoolSource>) -> Self {
+        Live {
+            pools,
+            log_stats: OnceLock::new(),
+            connections: AtomicI64::new(0),
+            connections_total: AtomicU64::new(0),
+            started: Instant::now(),
+            started_wall: SystemTime::now(),
+        }
+    }
+}
+
+/// Encodes `Live` on each scrape.
+pub(crate) struct Scrape(pub(crate) Arc<Live>);
+
+impl fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Scrape")
+    }
+}
+
+fn gauge<V: EncodeGaugeValue>(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: V,
+) -> fmt::Result {
+    ConstGauge::new(value).encode(enc.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
+    ConstCounter::new(value).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)
+}
+
+/// A pool metric: name, help, and how to read it from a snapshot.
+type PoolField = (&'static str, &'static str, fn(&PoolSnapshot) -> u64);
+
+/// One series per pool: `name{origin}`.
+fn per_pool(
+    enc: &mut DescriptorEncoder,
+    pools: &[PoolSnapshot],
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    value: impl Fn(&PoolSnapshot) -> u64,
+) -> fmt::Result {
+    if pools.is_empty() {
+        return Ok(());
+    }
+    let mut family = enc.encode_descriptor(name, help, None, kind)?;
+    for pool in pools {
+        let labels = [("origin", pool.origin.as_str())];
+        let series = family.encode_family(&labels)?;
+        let v = value(pool);
+        match kind {
+            MetricType::Counter => ConstCounter::new(v).encode(series)?,
+            _ => ConstGauge::new(v).encode(series)?,
+        }
+    }
+    Ok(())
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let live = &self.0;
+        let mut pools = live.pools.snapshot();
+        pools.sort_by(|a, b| a.origin.cmp(&b.origin));
+        gauge(
+            &mut enc,
+            "ccnproxy_pools",
+            "Upstream pools (one per origin).",
+            pools.len(),
+        )?;
+        let gauges: [PoolField; 6] = [
+            (
+                "ccnproxy_pool_open_connections",
+                "Open upstream connections (HTTP/1.1 and HTTP/2, incl. connecting).",
+                |p| p.stats.open as u64,
+            ),
+            (
+                "ccnproxy_pool_idle_connections",
+                "Idle HTTP/1.1 upstream connections.",
+                |p| p.stats.idle as u64,
+            ),
+            (
+                "ccnproxy_pool_busy_connections",
+                "HTTP/1.1 upstream connections carrying a request.",
+                |p| p.stats.busy as u64,
+            ),
+            (
+                "ccnproxy_pool_h2_connections",
+                "Open HTTP/2 upstream connections.",
+                |p| p.stats.h2_conns as u64,
+            ),
+            (
+                "ccnproxy_pool_h2_streams",
+                "HTTP/2 streams in flight.",
+                |p| p.stats.h2_streams as u64,
+            ),
+            (
+                "ccnproxy_pool_addresses",
+                "Addresses the origin currently resolves to.",
+                |p| p.stats.addrs.len() as u64,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            per_pool(&mut enc, &pools, name, help, MetricType::Gauge, value)?;
+        }
+        // Counter names without `_total`: the encoder appends it.
+        let counters: [PoolField; 7] = [
+            (
+                "ccnproxy_pool_handshakes",
+                "Upstream connections opened (TCP, TLS and HTTP handshakes done).",
+                |p| p.counts.handshakes,
+            ),
+            (
+                "ccnproxy_pool_connect_errors",
+                "Upstream connection attempts that failed.",
+                |p| p.counts.connect_errors,
+            ),
+            (
+                "ccnproxy_pool_dns_refreshes",
+                "DNS lookups for the origin.",
+                |p| p.counts.dns_refreshes,
+            ),
+            (
+                "ccnproxy_pool_retries",
+                "Requests retried once on a fresh connection.",
+                |p| p.counts.retries,
+            ),
+            (
+                "ccnproxy_pool_queue_waits",
+                "Requests that waited for a free connection or stream.",
+                |p| p.counts.queue_waits,
+            ),
+            (
+                "ccnproxy_pool_queue_timeouts",
+                "Requests that waited past the pool wait timeout (503).",
+                |p| p.counts.queue_timeouts,
+            ),
+            (
+                "ccnproxy_pool_requests",
+                "Requests sent upstream by the pool.",
+                |p| p.counts.requests,
+            ),
+        ];
+        for (name, help, value) in counters {
+            per_pool(&mut enc, &pools, name, help, MetricType::Counter, value)?;
+        }
+
+        if let Some(read) = live.log_stats.get() {
+            let stats = read();
+            counter(
+                &mut enc,
+                "ccnproxy_log_lines",
+                "Access-log lines written.",
+                stats.lines,
+            )?;
+            counter(
+                &mut enc,
+                "ccnproxy_log_write_errors",
+                "Access-log writes that failed.",
+                stats.write_errors,
+            )?;
+        }
+
+        gauge(
+            &mut enc,
+            "ccnproxy_client_connections",
+            "Open client connections.",
+            live.connections.load(Ordering::Relaxed).max(0),
+        )?;
+        counter(
+            &mut enc,
+            "ccnproxy_client_connections_accepted",
+            "Client connections accepted.",
+            live.connections_total.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            &mut enc,
+            "ccnproxy_uptime_seconds",
+            "Seconds since the proxy started.",
+            live.started.elapsed().as_secs_f64(),
+        )?;
+        let version = [("version", env!("CARGO_PKG_VERSION"))];
+        let mut info = enc.encode_descriptor(
+            "ccnproxy_build",
+            "ccnproxy version.",
+            None,
+            MetricType::Info,
+        )?;
+        info.encode_info(&version)?;
+
+        encode_process(&mut enc, live)
+    }
+}
+
+fn encode_process(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
+    let p = process::read();
+    let start = live
+        .started_wall
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    gauge(
+        enc,
+        "process_start_time_seconds",
+        "Start time of the process since the Unix epoch, in seconds.",
+        start.as_secs_f64(),
+    )?;
+    if let (Some(user), Some(system)) = (p.cpu_user_seconds, p.cpu_system_seconds) {
+        let cpu = ConstCounter::new(user + system);
+        cpu.encode(enc.encode_descriptor(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent, in seconds.",
+            None,
+            MetricType::Counter,
+        )?)?;
+    }
+    let optional: [(&str, &str, Option<u64>); 5] = [
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            p.rss_bytes,
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes.",
+            p.virtual_bytes,
+        ),
+        ("process_open_fds", "Open file descriptors.", p.open_fds),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            p.max_fds,
+        ),
+        ("process_threads", "OS threads in the process.", p.threads),
+    ];
+    for (name, help, value) in optional {
+        if let Some(v) = value {
+            gauge(enc, name, help, v)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Integration tests: the real `ccnproxy` binary against real local origins
+//! (see `support`). One crate, a module per area.
+
+mod support;
+
+mod accesslog;
+mod bodies;
+mod errors;
+mod harness;
+mod headers;
+mod pool_basic;
+mod routing;
+mod shutdown;
