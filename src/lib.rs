@@ -98,6 +98,7 @@ pub async fn run(
         limiter: ratelimit::RateLimiter::from_config(&config.limits),
         max_uri_bytes: config.limits.max_uri_bytes,
         tunnel_idle_timeout: config.pool.idle_timeout,
+        connect_timeout: config.pool.connect_timeout,
     });
 
     let addr = config.listener.addr;

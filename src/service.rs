@@ -61,6 +61,8 @@ pub struct Service {
     pub max_uri_bytes: usize,
     /// CONNECT tunnels give up after this much idle time.
     pub tunnel_idle_timeout: Duration,
+    /// CONNECT: time allowed to reach the target.
+    pub connect_timeout: Duration,
 }
 
 impl Service {
@@ -166,15 +168,22 @@ impl Service {
 
         let (mut parts, incoming) = req.into_parts();
         rewrite::strip_hop_by_hop(&mut parts.headers);
-        if mode == Mode::Host {
-            let host = HeaderValue::from_str(&origin.authority())
-                .expect("a validated host is a valid header value");
-            parts.headers.insert(header::HOST, host);
-        } else if !parts.headers.contains_key(header::HOST) {
-            let host = HeaderValue::from_str(&origin.authority())
-                .expect("a validated host is a valid header value");
-            parts.headers.insert(header::HOST, host);
-        }
+        // Host mode names the target in Host; the other modes keep the
+        // client's Host (it is signed), or its `:authority` when it spoke h2c.
+        let kept = match mode {
+            Mode::Host => None,
+            _ => parts.headers.get(header::HOST).cloned().or_else(|| {
+                ex.record
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            }),
+        };
+        let host = kept.unwrap_or_else(|| {
+            HeaderValue::from_str(&origin.authority())
+                .expect("a validated host is a valid header value")
+        });
+        parts.headers.insert(header::HOST, host);
         parts.headers.insert(&CHOCON_VER, rewrite::version_value());
         parts.headers.insert(&CHOCON_ID, ex.request_id.clone());
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -199,14 +208,6 @@ impl Service {
         let mut upstream_req = Request::from_parts(parts, body);
         if let Some(opener) = gate {
             opener.attach(&mut upstream_req);
-        }
-        if mode != Mode::Host && upstream_req.headers().get(header::HOST).is_none() {
-            // h2c clients send no Host; HTTP/1.1 upstream needs one.
-            if let Some(auth) = ex.record.uri.authority()
-                && let Ok(v) = HeaderValue::from_str(auth.as_str())
-            {
-                upstream_req.headers_mut().insert(header::HOST, v);
-            }
         }
         if let Some(signer) = &self.signer
             && signer.applies_to(&origin)

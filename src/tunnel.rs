@@ -72,19 +72,20 @@ async fn open(service: &Service, host: &str, port: u16) -> Result<TcpStream, Pro
     let answer = service.upstream.resolve(host, port).await?;
     let mut last = None;
     for addr in &answer {
-        match TcpStream::connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some((addr, e)),
+        match tokio::time::timeout(service.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => last = Some((*addr, e)),
+            Err(_) => last = Some((*addr, std::io::Error::from(std::io::ErrorKind::TimedOut))),
         }
     }
-    let (addr, source): (&SocketAddr, std::io::Error) =
-        last.map(|(a, e)| (a, e))
-            .ok_or_else(|| ProxyError::Tunnel {
-                target: format!("{host}:{port}"),
-                source: std::io::Error::other("no address"),
-            })?;
+    let (addr, source) = last.unwrap_or_else(|| {
+        (
+            SocketAddr::from(([0, 0, 0, 0], port)),
+            std::io::Error::other("no address"),
+        )
+    });
     Err(ProxyError::Tunnel {
-        target: addr.to_string(),
+        target: format!("{host}:{port} ({addr})"),
         source,
     })
 }
