@@ -65,6 +65,7 @@ impl ProxyError {
             }
             Self::Upstream(_) | Self::Tunnel { .. } => StatusCode::BAD_GATEWAY,
             Self::Sign(SignError::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Sign(SignError::Unsupported(_)) => StatusCode::BAD_REQUEST,
             Self::Sign(SignError::Credentials(_) | SignError::UnknownService(_)) => {
                 StatusCode::BAD_GATEWAY
             }
