@@ -87,6 +87,7 @@ pub async fn run(
         .map_err(|e| RunError::AccessLog(Box::new(e)))?;
     let metrics = Arc::new(metrics::Metrics::new(&config.metrics, upstream.clone()));
     let draining = Arc::new(AtomicBool::new(false));
+    let (stop_tunnels, tunnels_stopped) = tokio::sync::watch::channel(false);
     let service = Arc::new(service::Service {
         router,
         policy,
@@ -99,6 +100,7 @@ pub async fn run(
         max_uri_bytes: config.limits.max_uri_bytes,
         tunnel_idle_timeout: config.pool.idle_timeout,
         connect_timeout: config.pool.connect_timeout,
+        stop_tunnels: tunnels_stopped,
     });
 
     let addr = config.listener.addr;
@@ -151,7 +153,10 @@ pub async fn run(
         async move { upstream.prewarm().await }
     });
 
-    let graceful = listener::accept_loop(
+    let listener::Draining {
+        graceful,
+        mut tasks,
+    } = listener::accept_loop(
         listener,
         service.clone(),
         config.listener.clone(),
@@ -166,8 +171,13 @@ pub async fn run(
         .await
         .is_err()
     {
-        tracing::warn!("shutdown timeout reached with requests still in flight");
+        tracing::warn!("shutdown timeout reached with requests still in flight; cancelling them");
     }
+    // Past the grace time: cancel what is left. Each cancelled request still
+    // writes its access-log line (499) as its exchange is dropped.
+    stop_tunnels.send_replace(true);
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
     if let Some(task) = admin_task {
         task.abort();
     }

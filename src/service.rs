@@ -63,6 +63,8 @@ pub struct Service {
     pub tunnel_idle_timeout: Duration,
     /// CONNECT: time allowed to reach the target.
     pub connect_timeout: Duration,
+    /// Turns true when shutdown's grace time is over: tunnels close.
+    pub stop_tunnels: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Service {

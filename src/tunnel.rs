@@ -38,6 +38,7 @@ pub async fn start(
     ex.record.status = 200;
     let on_upgrade = hyper::upgrade::on(req);
     let idle = service.tunnel_idle_timeout;
+    let mut stop = service.stop_tunnels.clone();
     tokio::spawn(async move {
         let client = match on_upgrade.await {
             Ok(u) => u,
@@ -51,7 +52,11 @@ pub async fn start(
         let mut upstream = tokio_io_timeout::TimeoutStream::new(upstream);
         upstream.set_read_timeout(Some(idle));
         let mut upstream = Box::pin(upstream);
-        let (up, down) = match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        let copied = tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => r,
+            _ = stop.wait_for(|stopped| *stopped) => Err(std::io::Error::other("proxy shut down")),
+        };
+        let (up, down) = match copied {
             Ok(counts) => counts,
             Err(err) => {
                 ex.record.error = Some(format!("tunnel ended: {err}"));
