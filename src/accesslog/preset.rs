@@ -135,3 +135,238 @@ fn json() -> Vec<Part> {
         ("error", Field::Error, j),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use http::{HeaderMap, HeaderValue};
+
+    use crate::accesslog::Record;
+    use crate::accesslog::format::{Format, PRESETS};
+    use crate::accesslog::tests::sample_record;
+    use crate::accesslog::zone::Zone;
+
+    fn line(preset: &str, record: &Record) -> String {
+        let mut format = Format::compile(preset)
+            .expect(preset)
+            .with_zone(Zone::fixed(9 * 3600, "JST"));
+        let mut out = Vec::new();
+        format.write(record, &mut out);
+        String::from_utf8(out).expect("presets write UTF-8")
+    }
+
+    /// A request the proxy answered itself: no upstream, no scope, no headers.
+    fn refused() -> Record {
+        Record {
+            status: 403,
+            bytes_sent: 0,
+            origin: None,
+            upstream: None,
+            scope: None,
+            request_id: String::new(),
+            request_headers: HeaderMap::new(),
+            response_headers: HeaderMap::new(),
+            error: Some("host \"evil.example\" is not allowed\n(see --allow-host)".to_owned()),
+            ..sample_record()
+        }
+    }
+
+    const UA_APACHE: &str = r#"aws-cli/2 \"q\" back\\slash\ttab \xc3\xa9 \xff"#;
+
+    #[test]
+    fn apache_style_presets() {
+        let r = sample_record();
+        let common = r#"192.0.2.10 - - [02/Jan/2024:12:04:05 +0900] "GET /bucket/key%20x?list-type=2&prefix=a HTTP/1.1" 200 1234"#;
+        assert_eq!(line("common", &r), format!("{common}\n"));
+        let combined = format!(r#"{common} "-" "{UA_APACHE}""#);
+        assert_eq!(line("combined", &r), format!("{combined}\n"));
+        assert_eq!(
+            line("aws", &r),
+            format!(
+                "{combined} 12345 \"cid-1\" origin=https://s3.amazonaws.com:443 upstream=52.216.1.2:443 reused=false \
+                 proto=h1 dns_ms=1.500 connect_ms=2.250 tls_ms=10.000 queue_ms=0.000 header_ms=30.125 \
+                 upstream_ms=40.500 retries=1 bytes_received=56 aws_id=REQ123 aws_id2=ID2+abc/def= key=AKIDEXAMPLE \
+                 svc=s3 region=us-east-1 error=\"-\"\n"
+            ),
+        );
+        assert_eq!(
+            line("aws", &refused()),
+            "192.0.2.10 - - [02/Jan/2024:12:04:05 +0900] \"GET /bucket/key%20x?list-type=2&prefix=a HTTP/1.1\" 403 - \
+             \"-\" \"-\" 12345 \"-\" origin=- upstream=- reused=- proto=- dns_ms=- connect_ms=- tls_ms=- queue_ms=- \
+             header_ms=- upstream_ms=- retries=- bytes_received=56 aws_id=- aws_id2=- key=- svc=- region=- \
+             error=\"host \\\"evil.example\\\" is not allowed\\n(see --allow-host)\"\n",
+        );
+    }
+
+    #[test]
+    fn ltsv_preset() {
+        let want = [
+            "time:[02/Jan/2024:12:04:05 +0900]",
+            "host:192.0.2.10",
+            "forwardedfor:-",
+            "req:GET /bucket/key%20x?list-type=2&prefix=a HTTP/1.1",
+            "method:GET",
+            "uri:/bucket/key%20x?list-type=2&prefix=a",
+            "protocol:HTTP/1.1",
+            "status:200",
+            "size:1234",
+            "reqsize:56",
+            "referer:-",
+            &format!("ua:{UA_APACHE}"),
+            "vhost:s3.amazonaws.com.ccnproxy-https:3000",
+            "reqtime_microsec:12345",
+            "id:cid-1",
+            "origin:https://s3.amazonaws.com:443",
+            "upstream_addr:52.216.1.2:443",
+            "reused:false",
+            "upstream_protocol:h1",
+            "dns_ms:1.500",
+            "connect_ms:2.250",
+            "tls_ms:10.000",
+            "queue_ms:0.000",
+            "header_ms:30.125",
+            "upstream_ms:40.500",
+            "retries:1",
+            "aws_request_id:REQ123",
+            "access_key:AKIDEXAMPLE",
+            "service:s3",
+            "region:us-east-1",
+            "error:-",
+        ];
+        assert_eq!(line("ltsv", &sample_record()), want.join("\t") + "\n");
+    }
+
+    #[test]
+    fn chocon_preset_is_chocons_zap_line() {
+        let want = concat!(
+            r#"{"time":"2024/01/02 12:04:05 JST","remote_addr":"192.0.2.10","method":"GET","uri":"/bucket/key x","#,
+            r#""status":200,"size":1234,"ua":"aws-cli/2 \"q\" back\\slash\ttab é \ufffd","ptime":0.012345678,"#,
+            r#""host":"s3.amazonaws.com.ccnproxy-https:3000","chocon_req":"cid-1"}"#,
+            "\n",
+        );
+        assert_eq!(line("chocon", &sample_record()), want);
+        let bare = Record {
+            client: "[2001:db8::1]:5000".parse().expect("addr"),
+            duration: Duration::from_secs(2),
+            ..refused()
+        };
+        let want = concat!(
+            r#"{"time":"2024/01/02 12:04:05 JST","remote_addr":"[2001:db8::1]","method":"GET","uri":"/bucket/key x","#,
+            r#""status":403,"size":0,"ua":"","ptime":2,"host":"s3.amazonaws.com.ccnproxy-https:3000","chocon_req":""}"#,
+            "\n",
+        );
+        assert_eq!(line("chocon", &bare), want);
+    }
+
+    const JSON_KEYS: [&str; 29] = [
+        "time",
+        "client",
+        "method",
+        "uri",
+        "proto",
+        "host",
+        "status",
+        "bytes_sent",
+        "bytes_received",
+        "duration_ms",
+        "request_id",
+        "origin",
+        "upstream_addr",
+        "reused",
+        "protocol",
+        "dns_ms",
+        "connect_ms",
+        "tls_ms",
+        "queue_ms",
+        "header_ms",
+        "upstream_ms",
+        "retries",
+        "aws_request_id",
+        "access_key",
+        "service",
+        "region",
+        "user_agent",
+        "referer",
+        "error",
+    ];
+
+    #[test]
+    fn json_preset_golden() {
+        let want = concat!(
+            r#"{"time":"2024-01-02T03:04:05.678Z","client":"192.0.2.10","method":"GET","#,
+            r#""uri":"/bucket/key%20x?list-type=2&prefix=a","proto":"HTTP/1.1","#,
+            r#""host":"s3.amazonaws.com.ccnproxy-https:3000","status":200,"bytes_sent":1234,"bytes_received":56,"#,
+            r#""duration_ms":12.345,"request_id":"cid-1","origin":"https://s3.amazonaws.com:443","#,
+            r#""upstream_addr":"52.216.1.2:443","reused":false,"protocol":"h1","dns_ms":1.500,"connect_ms":2.250,"#,
+            r#""tls_ms":10.000,"queue_ms":0.000,"header_ms":30.125,"upstream_ms":40.500,"retries":1,"#,
+            r#""aws_request_id":"REQ123","access_key":"AKIDEXAMPLE","service":"s3","region":"us-east-1","#,
+            r#""user_agent":"aws-cli/2 \"q\" back\\slash\ttab é \ufffd","referer":null,"error":null}"#,
+            "\n",
+        );
+        assert_eq!(line("json", &sample_record()), want);
+    }
+
+    #[test]
+    fn json_preset_parses_back_with_typed_fields() {
+        let mut hostile = refused();
+        hostile.host = "h\0st\u{1}\u{7f}\u{2028}".to_owned();
+        hostile.request_headers.insert(
+            "referer",
+            HeaderValue::from_bytes(b"\"</script>\xfe\xc3").expect("obs-text"),
+        );
+        for record in [sample_record(), refused(), hostile] {
+            let text = line("json", &record);
+            assert_eq!(text.matches('\n').count(), 1, "one line: {text}");
+            let value: serde_json::Value = serde_json::from_str(&text).expect(&text);
+            let object = value.as_object().expect("an object");
+            let keys: Vec<&str> = object.keys().map(String::as_str).collect();
+            let mut want = JSON_KEYS.to_vec();
+            want.sort_unstable();
+            assert_eq!(keys, want, "exactly the documented keys");
+            let time = object["time"].as_str().expect("time");
+            chrono::DateTime::parse_from_rfc3339(time).expect("RFC 3339");
+            assert_eq!(object["status"].as_u64(), Some(u64::from(record.status)));
+            assert_eq!(object["bytes_sent"].as_u64(), Some(record.bytes_sent));
+            assert!(object["duration_ms"].is_f64());
+            assert_eq!(object["host"].as_str(), Some(record.host.as_str()));
+            match &record.upstream {
+                Some(t) => {
+                    assert_eq!(object["reused"].as_bool(), Some(t.reused));
+                    assert_eq!(object["retries"].as_u64(), Some(u64::from(t.retries)));
+                    for key in [
+                        "dns_ms",
+                        "connect_ms",
+                        "tls_ms",
+                        "queue_ms",
+                        "header_ms",
+                        "upstream_ms",
+                    ] {
+                        assert!(object[key].is_f64(), "{key}");
+                    }
+                }
+                None => {
+                    for key in [
+                        "upstream_addr",
+                        "reused",
+                        "protocol",
+                        "dns_ms",
+                        "upstream_ms",
+                        "retries",
+                        "access_key",
+                    ] {
+                        assert!(object[key].is_null(), "{key}");
+                    }
+                }
+            }
+            assert_eq!(object["error"].as_str(), record.error.as_deref());
+        }
+    }
+
+    #[test]
+    fn every_preset_compiles() {
+        for preset in PRESETS {
+            assert!(Format::compile(preset).is_ok(), "{preset}");
+        }
+    }
+}

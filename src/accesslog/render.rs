@@ -280,3 +280,61 @@ pub(super) fn escape_json(out: &mut Vec<u8>, s: &[u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apache_escaping() {
+        let cases: [(&[u8], &str); 8] = [
+            (b"plain text/;=+", "plain text/;=+"),
+            (b"\"quoted\" back\\slash", r#"\"quoted\" back\\slash"#),
+            (b"\n\r\t\x08\x0b", r"\n\r\t\b\v"),
+            (b"\0\x01\x1b\x1f\x7f", r"\x00\x01\x1b\x1f\x7f"),
+            ("é漢".as_bytes(), r"\xc3\xa9\xe6\xbc\xa2"),
+            (b"\xff\xfe", r"\xff\xfe"),
+            (b"", ""),
+            (b"%41 is not decoded", "%41 is not decoded"),
+        ];
+        for (input, want) in cases {
+            let mut out = Vec::new();
+            escape_apache(&mut out, input);
+            assert_eq!(
+                String::from_utf8(out).expect("ASCII"),
+                want,
+                "input {input:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn json_escaping_is_valid_json_for_every_byte() {
+        for b in 0..=255u8 {
+            let input = [b'a', b, b'z'];
+            let mut out = b"\"".to_vec();
+            escape_json(&mut out, &input);
+            out.push(b'"');
+            let parsed: String =
+                serde_json::from_slice(&out).unwrap_or_else(|e| panic!("byte {b:#x}: {e}"));
+            assert_eq!(parsed, String::from_utf8_lossy(&input), "byte {b:#x}");
+        }
+        let mut out = Vec::new();
+        escape_json(&mut out, "\"\\\n\r\t\x08 é \u{2028}".as_bytes());
+        assert_eq!(
+            String::from_utf8(out).expect("UTF-8"),
+            "\\\"\\\\\\n\\r\\t\\u0008 é \u{2028}"
+        );
+        let mut out = Vec::new();
+        // Go writes one U+FFFD per invalid byte; so do we.
+        escape_json(&mut out, b"\xe2\x82 \xff");
+        assert_eq!(out, b"\\ufffd\\ufffd \\ufffd");
+    }
+
+    #[test]
+    fn percent_decoding_keeps_broken_escapes() {
+        let mut out = Vec::new();
+        percent_decode(b"/a%20b%2Fc%zz%4%e2%82%ac", &mut out);
+        assert_eq!(out, "/a b/c%zz%4€".as_bytes());
+    }
+}

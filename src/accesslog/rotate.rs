@@ -13,7 +13,7 @@
 //! `mod.rs` owns the only instance.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -142,11 +142,16 @@ impl RotatingFile {
             }
         }
         let open = self.open.as_mut().expect("opened above");
-        if let Err((kept, source)) = write_lines(&mut open.file, batch) {
+        if let Err(partial) = write_lines(&mut open.file, batch) {
+            cut_torn_line(&open.file, &partial);
             let path = self.config.dir.join(&open.name);
             // Reopen on the next write: the descriptor may be the problem.
             self.open = None;
-            return Err(WriteError { path, kept, source });
+            return Err(WriteError {
+                path,
+                kept: partial.kept,
+                source: partial.err,
+            });
         }
         Ok(())
     }
@@ -200,15 +205,24 @@ impl RotatingFile {
     }
 }
 
-/// Writes `batch`; on failure cuts the file back to the last whole line it
-/// got and says how many bytes of `batch` stayed.
-fn write_lines(file: &mut File, batch: &[u8]) -> Result<(), (usize, io::Error)> {
+/// A batch that stopped part way.
+#[derive(Debug)]
+struct Partial {
+    /// Bytes of the batch that reached the file.
+    written: usize,
+    /// Of those, the bytes up to the last newline.
+    kept: usize,
+    err: io::Error,
+}
+
+/// Writes `batch`, retrying short writes; on failure says how far it got.
+fn write_lines(out: &mut impl Write, batch: &[u8]) -> Result<(), Partial> {
     let mut written = 0;
     let err = loop {
         if written == batch.len() {
             return Ok(());
         }
-        match file.write(&batch[written..]) {
+        match out.write(&batch[written..]) {
             Ok(0) => break io::Error::from(io::ErrorKind::WriteZero),
             Ok(n) => written += n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
@@ -219,13 +233,18 @@ fn write_lines(file: &mut File, batch: &[u8]) -> Result<(), (usize, io::Error)> 
         .iter()
         .rposition(|&b| b == b'\n')
         .map_or(0, |i| i + 1);
-    if written > kept {
-        // O_APPEND and one writer: the partial line is the file's tail.
-        if let Ok(meta) = file.metadata() {
-            let _ = file.set_len(meta.len().saturating_sub((written - kept) as u64));
-        }
+    Err(Partial { written, kept, err })
+}
+
+/// Cuts a torn line off the end of `file` (O_APPEND and one writer: the
+/// partial line is the file's tail).
+fn cut_torn_line(file: &File, partial: &Partial) {
+    let torn = (partial.written - partial.kept) as u64;
+    if torn > 0
+        && let Ok(meta) = file.metadata()
+    {
+        let _ = file.set_len(meta.len().saturating_sub(torn));
     }
-    Err((kept, err))
 }
 
 /// Points `current` at `name`, atomically (a new link renamed over the old).
@@ -274,5 +293,264 @@ fn start_of(name: &str) -> Option<u64> {
         12 => Some(n * 100),
         14 => Some(n),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::UNIX_EPOCH;
+
+    use super::*;
+
+    /// 2024-01-02T03:04:05Z.
+    const T0: u64 = 1_704_164_645;
+
+    fn at(secs: u64, millis: u32) -> SystemTime {
+        UNIX_EPOCH + Duration::new(secs, millis * 1_000_000)
+    }
+
+    fn config(dir: &Path, interval_secs: u64, keep: usize, zone: Zone) -> RotateConfig {
+        RotateConfig {
+            dir: dir.to_owned(),
+            interval: Duration::from_secs(interval_secs),
+            keep,
+            zone,
+        }
+    }
+
+    /// The access-log files in `dir`, oldest first.
+    fn logs(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").file_name().into_string().expect("UTF-8"))
+            .filter(|n| n.starts_with(PREFIX))
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn current(dir: &Path) -> String {
+        fs::read_link(dir.join(CURRENT))
+            .expect("current")
+            .into_os_string()
+            .into_string()
+            .expect("UTF-8")
+    }
+
+    fn read(dir: &Path, name: &str) -> String {
+        fs::read_to_string(dir.join(name)).expect(name)
+    }
+
+    #[test]
+    fn one_second_files_are_named_by_their_start() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let mut file =
+            RotatingFile::open(config(dir, 1, 0, Zone::utc()), at(T0, 200)).expect("open");
+        for (now, line) in [
+            (at(T0, 200), "a\n"),
+            (at(T0, 900), "b\n"),
+            (at(T0 + 1, 0), "c\n"),
+            (at(T0 + 3, 500), "d\n"),
+        ] {
+            file.write(now, line.as_bytes()).expect("write");
+        }
+        let names = [
+            "access_log.20240102030405",
+            "access_log.20240102030406",
+            "access_log.20240102030408",
+        ];
+        assert_eq!(logs(dir), names);
+        assert_eq!(
+            [
+                read(dir, names[0]),
+                read(dir, names[1]),
+                read(dir, names[2])
+            ],
+            ["a\nb\n", "c\n", "d\n"]
+        );
+        assert_eq!(
+            current(dir),
+            names[2],
+            "relative, so the directory can move"
+        );
+        assert_eq!(file.path(), Some(dir.join(names[2])));
+    }
+
+    #[test]
+    fn periods_align_to_the_local_wall_clock() {
+        let cases = [
+            (300, Zone::utc(), "access_log.202401020300"),
+            (
+                3600,
+                Zone::fixed(5 * 3600 + 1800, "IST"),
+                "access_log.202401020800",
+            ),
+            // Daily files start at local midnight, as chocon's do.
+            (
+                86_400,
+                Zone::fixed(9 * 3600, "JST"),
+                "access_log.202401020000",
+            ),
+            (
+                86_400,
+                Zone::fixed(-8 * 3600, "PST"),
+                "access_log.202401010000",
+            ),
+            (30, Zone::utc(), "access_log.20240102030400"),
+        ];
+        for (interval, zone, want) in cases {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            RotatingFile::open(config(tmp.path(), interval, 0, zone), at(T0, 0)).expect("open");
+            assert_eq!(logs(tmp.path()), [want], "interval {interval}");
+        }
+    }
+
+    #[test]
+    fn keeps_the_newest_files_only() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        for other in ["notes.txt", "access_log.bak", "access_log.2024"] {
+            fs::write(dir.join(other), b"").expect("other file");
+        }
+        // A minute-named file from an earlier run sorts with the second-named ones.
+        fs::write(dir.join("access_log.202401020304"), b"old\n").expect("old file");
+        let mut file = RotatingFile::open(config(dir, 1, 3, Zone::utc()), at(T0, 0)).expect("open");
+        for s in 0..6 {
+            file.write(at(T0 + s, 0), b"x\n").expect("write");
+        }
+        assert_eq!(
+            logs(dir),
+            [
+                "access_log.2024",
+                "access_log.20240102030408",
+                "access_log.20240102030409",
+                "access_log.20240102030410",
+                "access_log.bak",
+            ]
+        );
+        assert!(dir.join("notes.txt").exists());
+        assert_eq!(current(dir), "access_log.20240102030410");
+    }
+
+    #[test]
+    fn keep_zero_keeps_every_file() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut file =
+            RotatingFile::open(config(tmp.path(), 1, 0, Zone::utc()), at(T0, 0)).expect("open");
+        for s in 0..5 {
+            file.write(at(T0 + s, 0), b"x\n").expect("write");
+        }
+        assert_eq!(logs(tmp.path()).len(), 5);
+    }
+
+    #[test]
+    fn resumes_after_the_directory_is_removed() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("logs");
+        let mut file =
+            RotatingFile::open(config(&dir, 60, 0, Zone::utc()), at(T0, 0)).expect("open");
+        file.write(at(T0, 0), b"a\n").expect("write");
+        fs::remove_dir_all(&dir).expect("rm -rf");
+        file.write(at(T0 + 1, 0), b"b\n")
+            .expect("write after the check");
+        assert_eq!(read(&dir, "access_log.202401020304"), "b\n");
+        assert_eq!(current(&dir), "access_log.202401020304");
+    }
+
+    #[test]
+    fn failures_are_returned_and_retried_once_a_second() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("logs");
+        let mut file =
+            RotatingFile::open(config(&dir, 60, 0, Zone::utc()), at(T0, 0)).expect("open");
+        fs::remove_dir_all(&dir).expect("rm -rf");
+        fs::write(&dir, b"a file where the directory was").expect("squat");
+        let err = file
+            .write(at(T0 + 1, 0), b"lost\n")
+            .expect_err("cannot recreate");
+        assert_eq!(
+            (err.kept, err.path.clone()),
+            (0, dir.join("access_log.202401020304"))
+        );
+        let err = file
+            .write(at(T0 + 1, 500), b"lost\n")
+            .expect_err("not retried yet");
+        assert!(err.source.to_string().contains("not retrying"), "{err:?}");
+        fs::remove_file(&dir).expect("unsquat");
+        file.write(at(T0 + 2, 0), b"back\n").expect("resumed");
+        assert_eq!(read(&dir, "access_log.202401020304"), "back\n");
+    }
+
+    #[test]
+    fn reopen_follows_an_external_rename() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path();
+        let mut file =
+            RotatingFile::open(config(dir, 60, 0, Zone::utc()), at(T0, 0)).expect("open");
+        file.write(at(T0, 0), b"a\n").expect("write");
+        fs::rename(dir.join("access_log.202401020304"), dir.join("rotated.1")).expect("mv");
+        file.reopen(at(T0, 100)).expect("reopen");
+        file.write(at(T0, 200), b"b\n").expect("write");
+        assert_eq!(read(dir, "rotated.1"), "a\n");
+        assert_eq!(read(dir, "access_log.202401020304"), "b\n");
+    }
+
+    #[test]
+    fn open_fails_when_the_directory_cannot_be_created() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        fs::write(tmp.path().join("file"), b"").expect("file");
+        let dir = tmp.path().join("file").join("logs");
+        assert!(RotatingFile::open(config(&dir, 60, 0, Zone::utc()), at(T0, 0)).is_err());
+    }
+
+    /// A disk that fills up after `room` bytes, taking at most 4 per write.
+    struct Filling {
+        room: usize,
+        got: Vec<u8>,
+    }
+
+    impl Write for Filling {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = buf.len().min(self.room).min(4);
+            self.room -= n;
+            self.got.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_write_that_stops_part_way_keeps_only_whole_lines() {
+        let mut disk = Filling {
+            room: 10,
+            got: Vec::new(),
+        };
+        let partial = write_lines(&mut disk, b"one\ntwo\nthree\n").expect_err("disk full");
+        assert_eq!((partial.written, partial.kept), (10, 8));
+        assert_eq!(partial.err.raw_os_error(), Some(libc::ENOSPC));
+        let mut disk = Filling {
+            room: 100,
+            got: Vec::new(),
+        };
+        write_lines(&mut disk, b"one\ntwo\nthree\n").expect("short writes are retried");
+        assert_eq!(disk.got, b"one\ntwo\nthree\n");
+
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let path = tmp.path().join("log");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("open");
+        file.write_all(b"x\none\ntwo\nth").expect("write");
+        cut_torn_line(&file, &partial);
+        assert_eq!(fs::read(&path).expect("read"), b"x\none\ntwo\n");
     }
 }

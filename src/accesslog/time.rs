@@ -144,3 +144,70 @@ pub(crate) fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use crate::accesslog::format::Format;
+    use crate::accesslog::tests::{RECEIVED_SECS, sample_record};
+    use crate::accesslog::zone::Zone;
+
+    fn render(format: &mut Format, secs: u64, nanos: u32) -> String {
+        let record = crate::accesslog::Record {
+            received: UNIX_EPOCH + Duration::new(secs, nanos),
+            ..sample_record()
+        };
+        let mut out = Vec::new();
+        format.write(&record, &mut out);
+        String::from_utf8(out).expect("ASCII")
+    }
+
+    #[test]
+    fn cached_text_follows_the_second() {
+        let mut format = Format::compile("%t %{%H:%M:%S}t")
+            .expect("format")
+            .with_zone(Zone::utc());
+        let s = RECEIVED_SECS;
+        let first = render(&mut format, s, 100_000_000);
+        assert_eq!(first, "[02/Jan/2024:03:04:05 +0000] 03:04:05\n");
+        assert_eq!(render(&mut format, s, 999_999_999), first);
+        assert_eq!(
+            render(&mut format, s + 1, 0),
+            "[02/Jan/2024:03:04:06 +0000] 03:04:06\n"
+        );
+        // Records finish out of order; an older second is rendered again, not reused.
+        assert_eq!(render(&mut format, s, 0), first);
+    }
+
+    #[test]
+    fn sub_second_patterns_are_not_cached() {
+        let mut format = Format::compile("%{%S%.3f}t %{msec_frac}t")
+            .expect("format")
+            .with_zone(Zone::utc());
+        assert_eq!(
+            render(&mut format, RECEIVED_SECS, 100_000_000),
+            "05.100 100\n"
+        );
+        assert_eq!(
+            render(&mut format, RECEIVED_SECS, 900_000_000),
+            "05.900 900\n"
+        );
+    }
+
+    #[test]
+    fn rfc3339_keeps_millis_per_record() {
+        let mut format = Format::compile("json")
+            .expect("preset")
+            .with_zone(Zone::fixed(3600, "CET"));
+        let time = |line: String| line[9..33].to_owned();
+        assert_eq!(
+            time(render(&mut format, RECEIVED_SECS, 5_000_000)),
+            "2024-01-02T03:04:05.005Z"
+        );
+        assert_eq!(
+            time(render(&mut format, RECEIVED_SECS, 999_000_000)),
+            "2024-01-02T03:04:05.999Z"
+        );
+    }
+}
