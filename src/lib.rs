@@ -86,6 +86,14 @@ pub async fn run(
     let (log, writer) = accesslog::AccessLog::start(&config.access_log)
         .map_err(|e| RunError::AccessLog(Box::new(e)))?;
     let metrics = Arc::new(metrics::Metrics::new(&config.metrics, upstream.clone()));
+    let log_stats = log.stats_reader();
+    metrics.set_log_stats(move || {
+        let s = log_stats();
+        metrics::LogStats {
+            lines: s.lines_written,
+            write_errors: s.write_failures,
+        }
+    });
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_tunnels, tunnels_stopped) = tokio::sync::watch::channel(false);
     let service = Arc::new(service::Service {
