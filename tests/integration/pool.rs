@@ -715,11 +715,22 @@ async fn h2_connection_retires_after_max_conn_lifetime() {
 #[tokio::test]
 async fn prewarm_connects_before_the_first_request() {
     let origin = Origin::tls_http1().start().await;
-    let proxy = Proxy::start(origin.proxy_args_with(&["--prewarm", "https://example.test"])).await;
+    let proxy = Proxy::start(origin.proxy_args_with(&[
+        "--prewarm",
+        "https://example.test",
+        METRICS_LISTEN[0],
+        METRICS_LISTEN[1],
+    ]))
+    .await;
     origin
         .wait_for("the prewarm connection", |o| o.handshakes() == 1)
         .await;
-    assert_eq!(origin.accepted(), 1);
+    // The origin finishes its side of the handshake a moment before the
+    // pool has the connection: wait for the pool to hold it idle.
+    proxy
+        .wait_pool_metric("ccnproxy_pool_idle_connections", ORIGIN, |v| v == 1.0)
+        .await;
+    assert_eq!(origin.accepted(), 1, "prewarm opens one connection");
     assert_eq!(origin.requests(), 0, "prewarm sends no request");
     assert_eq!(proxy.get(HOST, "/").await.status(), 200);
     assert_eq!(

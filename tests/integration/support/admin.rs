@@ -175,6 +175,33 @@ impl Proxy {
         assert_eq!(resp.status(), 200, "GET /metrics: {}", resp.text());
         Metrics::parse(&resp.text())
     }
+
+    /// Scrapes `/metrics` every 10 ms until the per-pool series `name` of
+    /// `origin` satisfies `pred`, at most [`TIMEOUT`]; returns its value. For
+    /// proxy-side state no event announces.
+    pub async fn wait_pool_metric(
+        &self,
+        name: &str,
+        origin: &str,
+        pred: impl Fn(f64) -> bool,
+    ) -> f64 {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let m = self.metrics().await;
+            let value = m.pool(name, origin);
+            if let Some(v) = value.filter(|v| pred(*v)) {
+                return v;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out after {TIMEOUT:?} waiting for {name}{{origin=\"{origin}\"}} \
+                     (last value {value:?})\n--- proxy stderr ---\n{}",
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
 }
 
 #[cfg(test)]
