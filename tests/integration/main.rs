@@ -8,6 +8,7 @@ mod bodies;
 mod errors;
 mod harness;
 mod headers;
+mod pool;
 mod pool_basic;
 mod routing;
 mod shutdown;
