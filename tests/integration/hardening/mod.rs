@@ -17,6 +17,7 @@ pub mod netns;
 mod rate_limit;
 pub mod raw_origin;
 mod sigterm;
+pub mod wire;
 
 use std::future::Future;
 use std::net::SocketAddr;
