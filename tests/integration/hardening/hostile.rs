@@ -403,13 +403,27 @@ async fn smuggling_origin(first: &'static [u8]) -> (RawOrigin, Proxy) {
 const RAW_GET: &[u8] =
     b"GET /first HTTP/1.1\r\nHost: raw.test.ccnproxy\r\nConnection: close\r\n\r\n";
 
-/// Then three more requests: each gets the origin's genuine second answer.
-async fn later_requests_are_not_smuggled(proxy: &Proxy, wrong: &mut Vec<String>) {
+/// Then three more requests: each gets the origin's genuine second answer,
+/// and none went over the connection that carried the scripted first reply
+/// (its unread bytes are the smuggled response).
+async fn later_requests_are_not_smuggled(
+    proxy: &Proxy,
+    origin: &RawOrigin,
+    wrong: &mut Vec<String>,
+) {
     for i in 0..3 {
         let got = wire::exchange(proxy.addr(), RAW_GET).await;
         let text = String::from_utf8_lossy(&got.bytes).into_owned();
         if text.contains("SMUGGLED") || !text.ends_with("second") {
             wrong.push(format!("later request {i} got {text:?}"));
+        }
+    }
+    for seen in origin.seen() {
+        if !seen.head.starts_with("GET /first HTTP/1.1\r\n") {
+            wrong.push(format!("the origin got {:?}", seen.head));
+        }
+        if seen.conn == 0 && seen.nth > 0 {
+            wrong.push("the tainted upstream connection was reused".into());
         }
     }
 }
@@ -422,7 +436,7 @@ async fn origin_with_content_length_and_chunked_is_not_relayed_as_is() {
     // Content-Length says 3.
     let first: &'static [u8] =
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
-    let (_origin, proxy) = smuggling_origin(first).await;
+    let (origin, proxy) = smuggling_origin(first).await;
     let mut wrong = Vec::new();
     let got = wire::exchange(proxy.addr(), RAW_GET).await;
     let parsed = wire::parse(&got.bytes).expect("a response");
@@ -446,7 +460,7 @@ async fn origin_with_content_length_and_chunked_is_not_relayed_as_is() {
     if String::from_utf8_lossy(&got.bytes).contains("SMUGGLED") {
         wrong.push("the smuggled response reached the client".into());
     }
-    later_requests_are_not_smuggled(&proxy, &mut wrong).await;
+    later_requests_are_not_smuggled(&proxy, &origin, &mut wrong).await;
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
@@ -463,7 +477,7 @@ async fn origin_sending_more_than_content_length_cannot_answer_the_next_request(
     if parsed.status != 200 || parsed.body != b"hello" || parsed.complete.is_err() {
         wrong.push(format!("first: {parsed:?}"));
     }
-    later_requests_are_not_smuggled(&proxy, &mut wrong).await;
+    later_requests_are_not_smuggled(&proxy, &origin, &mut wrong).await;
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
     assert!(
         origin.accepted() >= 2,
@@ -473,14 +487,14 @@ async fn origin_sending_more_than_content_length_cannot_answer_the_next_request(
 
 #[tokio::test]
 async fn origin_with_differing_content_lengths_gets_502() {
-    let (_origin, proxy) =
+    let (origin, proxy) =
         smuggling_origin(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 8\r\n\r\nhello")
             .await;
     let got = wire::exchange(proxy.addr(), RAW_GET).await;
     let parsed = wire::parse(&got.bytes).expect("a response");
     assert_eq!(parsed.status, 502, "{parsed:?}");
     let mut wrong = Vec::new();
-    later_requests_are_not_smuggled(&proxy, &mut wrong).await;
+    later_requests_are_not_smuggled(&proxy, &origin, &mut wrong).await;
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
 
@@ -488,7 +502,7 @@ async fn origin_with_differing_content_lengths_gets_502() {
 async fn origin_with_malformed_chunking_fails_the_response() {
     // A head is already on its way when the bad chunk arrives: the client
     // must see the body cut (no terminating chunk), never a complete 200.
-    let (_origin, proxy) = smuggling_origin(
+    let (origin, proxy) = smuggling_origin(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\nworld\r\n0\r\n\r\n",
     )
     .await;
@@ -509,6 +523,6 @@ async fn origin_with_malformed_chunking_fails_the_response() {
         rec.line
     );
     let mut wrong = Vec::new();
-    later_requests_are_not_smuggled(&proxy, &mut wrong).await;
+    later_requests_are_not_smuggled(&proxy, &origin, &mut wrong).await;
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -17,8 +17,6 @@ use tokio::task::AbortHandle;
 pub enum Then {
     /// Keeps the connection open and reads the next request.
     KeepOpen,
-    /// Closes the connection (FIN).
-    Close,
     /// Resets the connection (RST: `SO_LINGER` 0, then close).
     Reset,
 }
@@ -68,11 +66,6 @@ impl RawOrigin {
             shared,
             accept,
         }
-    }
-
-    /// Listening address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// Connections accepted.
@@ -133,10 +126,6 @@ async fn serve(mut stream: TcpStream, conn: usize, shared: Arc<Shared>) {
         }
         match then {
             Then::KeepOpen => {}
-            Then::Close => {
-                let _ = stream.shutdown().await;
-                return;
-            }
             Then::Reset => {
                 // Linger 0 never blocks: the close sends RST at once.
                 #[allow(deprecated)]

@@ -9,13 +9,11 @@ use tokio::net::TcpStream;
 
 use crate::support::TIMEOUT;
 
-/// Everything the peer sent before closing, and how the read ended.
+/// Everything the peer sent before it closed (or reset) the connection.
 #[derive(Debug)]
 pub struct Received {
     /// The bytes.
     pub bytes: Vec<u8>,
-    /// `None` for a clean EOF; else the read error (e.g. a reset).
-    pub error: Option<String>,
 }
 
 /// Connects to `addr`, writes `request` (errors ignored: the proxy may answer
@@ -25,18 +23,19 @@ pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Received {
     let _ = stream.write_all(request).await;
     let mut bytes = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
-    let error = loop {
+    loop {
         match tokio::time::timeout(TIMEOUT, stream.read(&mut chunk)).await {
             Err(_) => panic!(
                 "the peer neither answered nor closed within {TIMEOUT:?}; got {:?}",
                 String::from_utf8_lossy(&bytes)
             ),
-            Ok(Ok(0)) => break None,
+            // A reset ends the exchange like a close; the framing check says
+            // whether the response was whole.
+            Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => bytes.extend_from_slice(&chunk[..n]),
-            Ok(Err(e)) => break Some(e.to_string()),
         }
-    };
-    Received { bytes, error }
+    }
+    Received { bytes }
 }
 
 /// One response parsed out of raw bytes.
