@@ -6,6 +6,7 @@ mod support;
 mod accesslog;
 mod bodies;
 mod errors;
+mod hardening;
 mod harness;
 mod headers;
 mod pool;
