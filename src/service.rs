@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -113,8 +113,12 @@ impl Service {
             resp.headers_mut().insert(&CHOCON_ID, request_id);
             return ex.respond(resp);
         }
+        let route = match check_framing(req.headers()) {
+            Ok(()) => route.map_err(ProxyError::Route),
+            Err(err) => Err(err),
+        };
         let outcome = match route {
-            Err(err) => Err(ProxyError::Route(err)),
+            Err(err) => Err(err),
             Ok(Route::Admin) => self
                 .admin
                 .serve(req.uri())
@@ -130,6 +134,11 @@ impl Service {
         let mut resp = match outcome {
             Ok(resp) => resp,
             Err(err) => {
+                let err = if ex.client_body_failed.load(Ordering::Relaxed) {
+                    ProxyError::ClientGone(Box::new(err))
+                } else {
+                    err
+                };
                 let resp = error_response(&err);
                 ex.record.error = Some(err.reason());
                 resp
@@ -200,6 +209,7 @@ impl Service {
         let counted = Counted {
             inner: incoming,
             count: ex.received.clone(),
+            failed: ex.client_body_failed.clone(),
         };
         let (body, gate) = if expects_continue && !counted.is_end_stream() {
             let (gate, opener) = ContinueGate::new(counted);
@@ -220,6 +230,11 @@ impl Service {
         let upstream_started = Instant::now();
         let (resp, timing) = self.upstream.send(&origin, upstream_req).await?;
         let (mut parts, body) = resp.into_parts();
+        if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and an
+            // intermediary must drop the latter before forwarding.
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
         rewrite::strip_hop_by_hop(&mut parts.headers);
         ex.upstream_started = Some(upstream_started);
         ex.record.upstream = Some(timing);
@@ -228,6 +243,23 @@ impl Service {
             body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
         ))
     }
+}
+
+/// Refuses request heads whose meaning a second parser could read
+/// differently (request smuggling): several `Host` headers, or both
+/// `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.3).
+fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(ProxyError::BadFraming("more than one Host header"));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(ProxyError::BadFraming(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    Ok(())
 }
 
 /// A response the proxy makes itself: status, `text/plain`, one line (the
@@ -271,6 +303,8 @@ pub struct Exchange {
     started: Instant,
     /// Request body bytes read so far.
     pub received: Arc<AtomicU64>,
+    /// Reading the client's body failed (it went away mid-upload).
+    client_body_failed: Arc<AtomicBool>,
     upstream_started: Option<Instant>,
     response_headers: Vec<header::HeaderName>,
     done: bool,
@@ -327,6 +361,7 @@ impl Exchange {
             request_id,
             started: Instant::now(),
             received: Arc::new(AtomicU64::new(0)),
+            client_body_failed: Arc::new(AtomicBool::new(false)),
             upstream_started: None,
             response_headers: service.log.response_headers().to_vec(),
             done: false,
@@ -513,6 +548,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Incoming,
         count: Arc<AtomicU64>,
+        failed: Arc<AtomicBool>,
     }
 }
 
@@ -532,7 +568,12 @@ impl Body for Counted {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                // The client broke off its upload: whatever fails upstream
+                // because of it is the client's doing (499), not the origin's.
+                this.failed.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }
