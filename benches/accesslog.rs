@@ -18,13 +18,20 @@ fn record() -> Record {
     let mut request_headers = HeaderMap::new();
     request_headers.insert(
         "user-agent",
-        HeaderValue::from_static("aws-cli/2.15.30 Python/3.11.8 Linux/6.1 exe/x86_64.amzn.2023 prompt/off command/s3.cp"),
+        HeaderValue::from_static(
+            "aws-cli/2.15.30 Python/3.11.8 Linux/6.1 exe/x86_64.amzn.2023 prompt/off command/s3.cp",
+        ),
     );
     let mut response_headers = HeaderMap::new();
-    response_headers.insert("x-amz-request-id", HeaderValue::from_static("4442587FB7D0A2F9"));
+    response_headers.insert(
+        "x-amz-request-id",
+        HeaderValue::from_static("4442587FB7D0A2F9"),
+    );
     response_headers.insert(
         "x-amz-id-2",
-        HeaderValue::from_static("vlR7PnpV2Ce81l0PRw6jlUpck7Jo5ZsQjryTjKlc5aLWGVHPZLj5NeC6qMa0emYBDXOo6QBU0Wo="),
+        HeaderValue::from_static(
+            "vlR7PnpV2Ce81l0PRw6jlUpck7Jo5ZsQjryTjKlc5aLWGVHPZLj5NeC6qMa0emYBDXOo6QBU0Wo=",
+        ),
     );
     Record {
         received: UNIX_EPOCH + Duration::new(1_704_164_645, 678_901_000),
@@ -32,7 +39,9 @@ fn record() -> Record {
         client: "10.1.2.3:51234".parse().expect("addr"),
         local_port: 3000,
         method: Method::GET,
-        uri: "/my-bucket/photos/2024/01/02/IMG_0001.jpg?versionId=3HL4kqtJlcpXroDTDmJ".parse().expect("uri"),
+        uri: "/my-bucket/photos/2024/01/02/IMG_0001.jpg?versionId=3HL4kqtJlcpXroDTDmJ"
+            .parse()
+            .expect("uri"),
         version: Version::HTTP_11,
         host: "s3.us-east-1.amazonaws.com.ccnproxy-https:3000".to_owned(),
         status: 200,
