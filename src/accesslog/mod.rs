@@ -579,7 +579,10 @@ pub(crate) mod tests {
             rx,
             log.inner.shared.clone(),
             format,
-            Sink::Memory(out.clone()),
+            Sink::Memory {
+                out: out.clone(),
+                room: usize::MAX,
+            },
         )
         .expect("spawn");
         let shared = log.inner.shared.clone();

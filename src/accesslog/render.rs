@@ -23,10 +23,12 @@ pub(super) enum Enc {
     JsonText,
 }
 
+/// A text value.
 pub(super) fn text(s: &str) -> Value<'_> {
     Value::Text(Text::Bytes(s.as_bytes()))
 }
 
+/// A text value; unknown when empty.
 pub(super) fn non_empty(s: &str) -> Value<'_> {
     if s.is_empty() {
         Value::Missing
@@ -35,6 +37,7 @@ pub(super) fn non_empty(s: &str) -> Value<'_> {
     }
 }
 
+/// Every value of a header; unknown when absent.
 pub(super) fn headers<'a>(map: &'a HeaderMap, name: &HeaderName) -> Value<'a> {
     if map.contains_key(name) {
         Value::Text(Text::Headers(map.get_all(name)))
@@ -43,6 +46,7 @@ pub(super) fn headers<'a>(map: &'a HeaderMap, name: &HeaderName) -> Value<'a> {
     }
 }
 
+/// `HTTP/1.1` and friends, as in a request line.
 pub(super) fn version(v: Version) -> &'static str {
     match v {
         Version::HTTP_09 => "HTTP/0.9",
@@ -53,6 +57,7 @@ pub(super) fn version(v: Version) -> &'static str {
     }
 }
 
+/// One value of a line, before encoding.
 pub(super) enum Value<'a> {
     Missing,
     Uint(u64),
@@ -64,6 +69,7 @@ pub(super) enum Value<'a> {
     Text(Text<'a>),
 }
 
+/// A value written as (escaped) text.
 pub(super) enum Text<'a> {
     Bytes(&'a [u8]),
     /// Every value of one header, joined with `, ` as Apache merges them.
@@ -79,6 +85,7 @@ pub(super) enum Text<'a> {
     DecodedPath(&'a str),
 }
 
+/// Appends `value` to `out` in the encoding `enc`.
 pub(super) fn put(out: &mut Vec<u8>, enc: Enc, value: Value<'_>, scratch: &mut Vec<u8>) {
     match value {
         Value::Missing => out.extend_from_slice(match enc {
@@ -217,7 +224,7 @@ impl fmt::Write for Escaper<'_> {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Apache's `ap_escape_logitem`.
-pub(super) fn escape_apache(out: &mut Vec<u8>, s: &[u8]) {
+fn escape_apache(out: &mut Vec<u8>, s: &[u8]) {
     let mut start = 0;
     for (i, &b) in s.iter().enumerate() {
         if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
@@ -249,7 +256,7 @@ pub(super) fn escape_apache(out: &mut Vec<u8>, s: &[u8]) {
 
 /// JSON string contents; each byte that is not part of valid UTF-8 becomes
 /// U+FFFD (as Go's encoders do), so the output is always valid JSON.
-pub(super) fn escape_json(out: &mut Vec<u8>, s: &[u8]) {
+fn escape_json(out: &mut Vec<u8>, s: &[u8]) {
     for chunk in s.utf8_chunks() {
         let valid = chunk.valid().as_bytes();
         let mut start = 0;

@@ -145,8 +145,9 @@ impl RotatingFile {
         if let Err(partial) = write_lines(&mut open.file, batch) {
             cut_torn_line(&open.file, &partial);
             let path = self.config.dir.join(&open.name);
-            // Reopen on the next write: the descriptor may be the problem.
+            // Reopen (in a second, not per batch) in case the descriptor is the problem.
             self.open = None;
+            self.next_open = secs + 1;
             return Err(WriteError {
                 path,
                 kept: partial.kept,

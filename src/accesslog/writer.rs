@@ -27,8 +27,12 @@ pub(super) enum Sink {
     Stdout,
     Stderr,
     Dir(RotatingFile),
+    /// Tests: a buffer with room for `room` bytes (whole lines), then a full disk.
     #[cfg(test)]
-    Memory(Arc<Mutex<Vec<u8>>>),
+    Memory {
+        out: Arc<Mutex<Vec<u8>>>,
+        room: usize,
+    },
 }
 
 impl Sink {
@@ -47,9 +51,24 @@ impl Sink {
                 .write(now, batch)
                 .map_err(|err| (err.kept, io::Error::other(err))),
             #[cfg(test)]
-            Self::Memory(out) => {
-                out.lock().expect("test sink").extend_from_slice(batch);
-                Ok(())
+            Self::Memory { out, room } => {
+                let fit = if batch.len() <= *room {
+                    batch.len()
+                } else {
+                    batch[..*room]
+                        .iter()
+                        .rposition(|&b| b == b'\n')
+                        .map_or(0, |i| i + 1)
+                };
+                out.lock()
+                    .expect("test sink")
+                    .extend_from_slice(&batch[..fit]);
+                *room -= fit;
+                if fit == batch.len() {
+                    Ok(())
+                } else {
+                    Err((fit, io::Error::from_raw_os_error(libc::ENOSPC)))
+                }
             }
         }
     }
@@ -165,7 +184,9 @@ impl Worker {
                 self.warn.resumed();
             }
             Err((kept, err)) => {
-                let written = self.batch[..kept].iter().filter(|&&b| b == b'\n').count() as u64;
+                // Newlines, not records: a format with `\n` in it writes two per record.
+                let newlines = self.batch[..kept].iter().filter(|&&b| b == b'\n').count();
+                let written = (newlines as u64).min(self.lines);
                 let lost = self.lines - written;
                 self.shared
                     .lines_written
@@ -195,9 +216,12 @@ struct Warn {
 }
 
 impl Warn {
-    fn failed(&mut self, now_secs: i64, err: &io::Error, lost: u64) {
+    /// Counts `lost` lines; warns (and says so) at the first failure and then
+    /// once a minute.
+    fn failed(&mut self, now_secs: i64, err: &io::Error, lost: u64) -> bool {
         self.lost += lost;
-        if !self.failing || now_secs >= self.next_secs {
+        let warn = !self.failing || now_secs >= self.next_secs;
+        if warn {
             tracing::warn!(
                 error = err as &dyn std::error::Error,
                 lines_lost = self.lost,
@@ -207,6 +231,7 @@ impl Warn {
             self.next_secs = now_secs + WARN_EVERY_SECS;
         }
         self.failing = true;
+        warn
     }
 
     fn resumed(&mut self) {
@@ -214,5 +239,58 @@ impl Warn {
             tracing::info!(lines_lost = self.lost, "access log writes resumed");
             *self = Self::default();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accesslog::tests::sample_record;
+    use crate::accesslog::{AccessLog, Stats};
+
+    #[test]
+    fn failures_warn_at_once_then_once_a_minute() {
+        let mut warn = Warn::default();
+        let err = io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(warn.failed(100, &err, 3));
+        assert!(!warn.failed(101, &err, 2));
+        assert!(!warn.failed(159, &err, 2));
+        assert_eq!(warn.lost, 4, "lines lost since the last warning");
+        assert!(warn.failed(160, &err, 1));
+        assert_eq!(warn.lost, 0);
+        warn.resumed();
+        assert!(warn.failed(161, &err, 1), "a new episode warns at once");
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_counts_the_lines_it_lost() {
+        let format = Format::compile("%{request_id}x").expect("format");
+        let (log, rx) = AccessLog::with_queue(&format, 16);
+        for id in 0..10 {
+            log.log(Record {
+                request_id: format!("r{id}"),
+                ..sample_record()
+            });
+        }
+        let shared = log.inner.shared.clone();
+        let out = Arc::new(Mutex::new(Vec::new()));
+        // Everything is queued before the writer starts: one batch of 30
+        // bytes, of which three lines fit.
+        let sink = Sink::Memory {
+            out: out.clone(),
+            room: 10,
+        };
+        let done = spawn_writer(rx, shared.clone(), format, sink).expect("spawn");
+        drop(log);
+        done.await.expect("writer finished");
+        assert_eq!(*out.lock().expect("sink"), b"r0\nr1\nr2\n");
+        assert_eq!(
+            shared.stats(),
+            Stats {
+                lines_written: 3,
+                write_failures: 7,
+                overflowed: 0
+            }
+        );
     }
 }
