@@ -4,8 +4,10 @@
 
 use libfuzzer_sys::fuzz_target;
 
+use ccnproxy::accesslog::format::Format;
+
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = text.len();
+        let _ = Format::compile(text);
     }
 });

@@ -136,6 +136,7 @@ struct State {
     h1_open: usize,
     h2: Vec<H2Conn>,
     connecting: usize,
+    warming: bool,
     last_used: Instant,
 }
 
@@ -239,6 +240,7 @@ impl Pool {
                 h1_open: 0,
                 h2: Vec::new(),
                 connecting: 0,
+                warming: false,
                 last_used: Instant::now(),
             }),
             notify: Notify::new(),
@@ -724,13 +726,18 @@ impl Pool {
     /// Opens one connection ahead of traffic (prewarm) unless one is open.
     pub async fn warm(self: &Arc<Self>) -> Result<(), UpstreamError> {
         {
-            let st = self.lock();
-            if st.h1_open + st.h2.len() > 0 {
+            // Check and claim under one lock: the startup prewarm and the
+            // sweeper's rewarm must not both open a connection.
+            let mut st = self.lock();
+            if st.warming || st.h1_open + st.h2.len() + st.connecting > 0 {
                 return Ok(());
             }
+            st.warming = true;
         }
         let mut timing = Timing::default();
-        let (held, _) = self.checkout(&mut timing, true).await?;
+        let result = self.checkout(&mut timing, true).await;
+        self.lock().warming = false;
+        let (held, _) = result?;
         held.finish(true);
         Ok(())
     }
