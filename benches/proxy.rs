@@ -164,6 +164,12 @@ fn fmt_spread(rounds: &[Vec<f64>], decimals: usize) -> String {
     format!("{m:.decimals$} [{lo:.decimals$}–{hi:.decimals$}]")
 }
 
+/// `median [lowest–highest]` of one value per round.
+fn fmt_samples(values: &[f64], decimals: usize) -> String {
+    let rounds: Vec<Vec<f64>> = values.iter().map(|&v| vec![v]).collect();
+    fmt_spread(&rounds, decimals)
+}
+
 // ---------------------------------------------------------------- latency
 
 /// Per-call latencies (ms) of one origin kind, one `Vec` per round.
@@ -447,7 +453,7 @@ async fn cpu(pki: &Pki, s: &Settings) -> Res<()> {
         s.concurrency
     );
     println!(
-        "   CPU = utime + stime from /proc/PID/stat of the proxy (nginx: master + 2 workers); peak RSS = VmHWM (summed for nginx)."
+        "   CPU = utime + stime from /proc/PID/stat of the proxy (nginx: master + 2 workers); peak RSS = VmHWM"
     );
 
     let mut targets = Vec::new();
@@ -523,23 +529,28 @@ async fn cpu(pki: &Pki, s: &Settings) -> Res<()> {
         println!(
             "   {:<28} {:>18} {:>22} {:>13.1} {:>11} {:>7}",
             t.label,
-            fmt_spread(&[t.rps.clone()], 0),
-            fmt_spread(&[t.cpu_ms_per_1k.clone()], 1),
+            fmt_samples(&t.rps, 0),
+            fmt_samples(&t.cpu_ms_per_1k, 1),
             t.peak_rss_kib() as f64 / 1024.0,
             t.origin.accepted(),
             t.errors,
         );
     }
     println!(
-        "   req/s and CPU: median [lowest–highest] of {} rounds; origin conns: TCP connections the origin accepted, warm-up included",
+        "   req/s and CPU: median [lowest–highest] of {} rounds; origin conns: TCP connections the origin accepted, warm-up included;",
         s.rounds
     );
+    println!("   peak RSS of nginx sums its 3 processes (pages they share count more than once)");
     if targets.len() == 3 {
         let (c, n) = (&targets[0], &targets[1]);
+        // Each ccnproxy round ran right before its nginx round: the ratio of
+        // each pair cancels most of the drift of a shared machine.
+        let paired =
+            |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x / y).collect() };
         println!(
-            "   ccnproxy / nginx (h1 origin): CPU per request {:.2}×, req/s {:.2}×, peak RSS {:.2}×",
-            median(&c.cpu_ms_per_1k) / median(&n.cpu_ms_per_1k),
-            median(&c.rps) / median(&n.rps),
+            "   ccnproxy / nginx (h1 origin), median of per-round ratios: CPU per request {}×, req/s {}×; peak RSS {:.2}×",
+            fmt_samples(&paired(&c.cpu_ms_per_1k, &n.cpu_ms_per_1k), 2),
+            fmt_samples(&paired(&c.rps, &n.rps), 2),
             c.peak_rss_kib() as f64 / n.peak_rss_kib() as f64,
         );
     }
@@ -610,9 +621,9 @@ impl MemoryRow {
         println!(
             "   {:<28} {:>18} {:>18} {:>24} {:>12}",
             label,
-            fmt_spread(&[self.before.clone()], 1),
-            fmt_spread(&[self.after.clone()], 1),
-            fmt_spread(&[self.per_conn.clone()], 0),
+            fmt_samples(&self.before, 1),
+            fmt_samples(&self.after, 1),
+            fmt_samples(&self.per_conn, 0),
             median(&self.open),
         );
     }
