@@ -87,20 +87,20 @@ fn main() {
             load_average(),
             settings.rounds,
         );
-        if runs("latency") {
-            if let Err(err) = latency(&pki, &settings).await {
-                println!("latency: failed: {err}");
-            }
+        if runs("latency")
+            && let Err(err) = latency(&pki, &settings).await
+        {
+            println!("latency: failed: {err}");
         }
-        if runs("cpu") {
-            if let Err(err) = cpu(&pki, &settings).await {
-                println!("cpu: failed: {err}");
-            }
+        if runs("cpu")
+            && let Err(err) = cpu(&pki, &settings).await
+        {
+            println!("cpu: failed: {err}");
         }
-        if runs("memory") {
-            if let Err(err) = memory(&pki, &settings).await {
-                println!("memory: failed: {err}");
-            }
+        if runs("memory")
+            && let Err(err) = memory(&pki, &settings).await
+        {
+            println!("memory: failed: {err}");
         }
     });
 }
