@@ -1,0 +1,27 @@
+//! What the proxy benchmark is made of: a local TLS origin with test-time
+//! certificates (`origin`), a userspace delay relay that makes 127.0.0.1
+//! look like a far region (`relay`), HTTP clients (`client`), and the
+//! processes under test with their `/proc` counters (`procs`).
+
+pub mod client;
+pub mod origin;
+pub mod procs;
+pub mod relay;
+
+/// Errors of the bench: setup failures end a section, not the run.
+pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// One KiB: the body of every request and every response (an API-like call).
+pub static KIB: [u8; 1024] = [b'x'; 1024];
+
+/// The median of `values` (the mean of the two middle ones for an even
+/// count); `NaN` for none.
+pub fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
