@@ -48,7 +48,10 @@ pub async fn serve(
     let io = TokioIo::new(Box::pin(stream));
     let svc = service_fn(move |req| {
         let service = service.clone();
-        async move { Ok::<_, Infallible>(service.handle(info, req).await) }
+        // Boxed: hyper keeps the service future inside each connection's
+        // state, and the request path's future is ~11 KB. Boxing it keeps idle
+        // connections small (memory per idle client, see docs/bench.md).
+        Box::pin(async move { Ok::<_, Infallible>(service.handle(info, req).await) })
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
     watcher.watch(conn.into_owned()).await

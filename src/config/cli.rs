@@ -34,7 +34,7 @@ pub struct Args {
     /// Access log: empty = stderr, `stdout`, `none`, or a directory with rotated files.
     #[arg(long, env = "CCNPROXY_ACCESS_LOG_DIR", default_value = "")]
     pub access_log_dir: String,
-    /// Rotated access-log files kept.
+    /// Rotated access-log files kept (0 = keep every file).
     #[arg(long, env = "CCNPROXY_ACCESS_LOG_ROTATE", default_value_t = 30)]
     pub access_log_rotate: usize,
     /// Minutes between access-log rotations.
@@ -319,7 +319,7 @@ impl Args {
             dir => LogDestination::Dir(PathBuf::from(dir)),
         };
         c.access_log.format = self.access_log_format;
-        c.access_log.rotate_count = self.access_log_rotate.max(1);
+        c.access_log.rotate_count = self.access_log_rotate;
         c.access_log.rotate_interval = match self.access_log_rotate_secs {
             Some(s) => Duration::from_secs(s.max(1)),
             None => Duration::from_secs(self.access_log_rotate_time.max(1) * 60),
