@@ -47,6 +47,12 @@ pub enum ProxyError {
     /// Request target too long.
     #[error("request target longer than {0} bytes")]
     UriTooLong(usize),
+    /// A request head that could be read two ways.
+    #[error("ambiguous request: {0}")]
+    BadFraming(&'static str),
+    /// The client went away mid-upload; what failed next is logged under it.
+    #[error("client went away during the upload")]
+    ClientGone(#[source] Box<ProxyError>),
     /// The proxy is shutting down.
     #[error("proxy is shutting down")]
     ShuttingDown,
@@ -56,7 +62,8 @@ impl ProxyError {
     /// The status sent to the client.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Route(_) | Self::NoRoute { .. } => StatusCode::BAD_REQUEST,
+            Self::Route(_) | Self::NoRoute { .. } | Self::BadFraming(_) => StatusCode::BAD_REQUEST,
+            Self::ClientGone(_) => StatusCode::from_u16(499).expect("499 is a valid status code"),
             Self::Policy(PolicyError::Loop) => StatusCode::LOOP_DETECTED,
             Self::Policy(_) | Self::Upstream(UpstreamError::Refused(_)) => StatusCode::FORBIDDEN,
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
@@ -65,6 +72,7 @@ impl ProxyError {
             }
             Self::Upstream(_) | Self::Tunnel { .. } => StatusCode::BAD_GATEWAY,
             Self::Sign(SignError::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Sign(SignError::Unsupported(_)) => StatusCode::BAD_REQUEST,
             Self::Sign(SignError::Credentials(_) | SignError::UnknownService(_)) => {
                 StatusCode::BAD_GATEWAY
             }

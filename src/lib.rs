@@ -86,7 +86,16 @@ pub async fn run(
     let (log, writer) = accesslog::AccessLog::start(&config.access_log)
         .map_err(|e| RunError::AccessLog(Box::new(e)))?;
     let metrics = Arc::new(metrics::Metrics::new(&config.metrics, upstream.clone()));
+    let log_stats = log.stats_reader();
+    metrics.set_log_stats(move || {
+        let s = log_stats();
+        metrics::LogStats {
+            lines: s.lines_written,
+            write_errors: s.write_failures,
+        }
+    });
     let draining = Arc::new(AtomicBool::new(false));
+    let (stop_tunnels, tunnels_stopped) = tokio::sync::watch::channel(false);
     let service = Arc::new(service::Service {
         router,
         policy,
@@ -98,6 +107,8 @@ pub async fn run(
         limiter: ratelimit::RateLimiter::from_config(&config.limits),
         max_uri_bytes: config.limits.max_uri_bytes,
         tunnel_idle_timeout: config.pool.idle_timeout,
+        connect_timeout: config.pool.connect_timeout,
+        stop_tunnels: tunnels_stopped,
     });
 
     let addr = config.listener.addr;
@@ -150,7 +161,10 @@ pub async fn run(
         async move { upstream.prewarm().await }
     });
 
-    let graceful = listener::accept_loop(
+    let listener::Draining {
+        graceful,
+        mut tasks,
+    } = listener::accept_loop(
         listener,
         service.clone(),
         config.listener.clone(),
@@ -165,8 +179,13 @@ pub async fn run(
         .await
         .is_err()
     {
-        tracing::warn!("shutdown timeout reached with requests still in flight");
+        tracing::warn!("shutdown timeout reached with requests still in flight; cancelling them");
     }
+    // Past the grace time: cancel what is left. Each cancelled request still
+    // writes its access-log line (499) as its exchange is dropped.
+    stop_tunnels.send_replace(true);
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
     if let Some(task) = admin_task {
         task.abort();
     }

@@ -47,16 +47,24 @@ fn inherited() -> std::io::Result<Option<std::net::TcpListener>> {
     Ok(None)
 }
 
-/// Accepts until `stop` resolves; returns the graceful-shutdown handle of
-/// the connections still open.
+/// The connections still open when accepting stopped.
+pub struct Draining {
+    /// Asks each connection to finish its requests and close.
+    pub graceful: hyper_util::server::graceful::GracefulShutdown,
+    /// The connection tasks, to cancel when the grace time runs out.
+    pub tasks: tokio::task::JoinSet<()>,
+}
+
+/// Accepts until `stop` resolves; returns the connections still open.
 pub async fn accept_loop(
     listener: TcpListener,
     service: Arc<Service>,
     config: ListenerConfig,
     limits: LimitsConfig,
     stop: impl std::future::Future<Output = ()>,
-) -> hyper_util::server::graceful::GracefulShutdown {
+) -> Draining {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut tasks = tokio::task::JoinSet::new();
     let builder = Arc::new(crate::conn::builder(&config, &limits));
     let slots = Arc::new(Semaphore::new(config.max_client_conns));
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
@@ -65,6 +73,8 @@ pub async fn accept_loop(
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut stop => break,
+            // Reap finished connections so the set stays small.
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(err) => {
@@ -86,7 +96,7 @@ pub async fn accept_loop(
         let watcher = graceful.watcher();
         let span = tracing::debug_span!("conn", %peer);
         let open = service.metrics.client_connection();
-        tokio::spawn(
+        tasks.spawn(
             async move {
                 let _open = open;
                 if let Err(err) =
@@ -102,7 +112,7 @@ pub async fn accept_loop(
             .instrument(span),
         );
     }
-    graceful
+    Draining { graceful, tasks }
 }
 
 /// Over `--max-client-conns`: a short 503 and close.

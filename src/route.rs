@@ -289,7 +289,9 @@ impl Router {
             let (hname, hport) = split_host_port(h)?;
             let same_port =
                 hport.unwrap_or(scheme.default_port()) == port.unwrap_or(scheme.default_port());
-            if !hname.eq_ignore_ascii_case(&name) || !same_port {
+            // Compare canonical forms: `[::ffff:7f00:1]` and `[::ffff:127.0.0.1]` agree.
+            let same_name = validate_host(&hname).is_ok_and(|h| h == name);
+            if !same_name || !same_port {
                 return Err(RouteError::HostMismatch {
                     host: h.to_owned(),
                     authority: auth.to_string(),

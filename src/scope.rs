@@ -61,9 +61,11 @@ impl CredentialScope {
 mod tests {
     use super::*;
 
+    type Case<'a> = (&'a [u8], Option<(&'a str, &'a str, &'a str)>);
+
     #[test]
     fn parses_only_sigv4_scopes() {
-        let cases: [(&[u8], Option<(&str, &str, &str)>); 7] = [
+        let cases: [Case; 7] = [
             (
                 b"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20150830/us-east-1/iam/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc",
                 Some(("AKIDEXAMPLE", "us-east-1", "iam")),

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -61,6 +61,10 @@ pub struct Service {
     pub max_uri_bytes: usize,
     /// CONNECT tunnels give up after this much idle time.
     pub tunnel_idle_timeout: Duration,
+    /// CONNECT: time allowed to reach the target.
+    pub connect_timeout: Duration,
+    /// Turns true when shutdown's grace time is over: tunnels close.
+    pub stop_tunnels: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Service {
@@ -109,8 +113,12 @@ impl Service {
             resp.headers_mut().insert(&CHOCON_ID, request_id);
             return ex.respond(resp);
         }
+        let route = match check_framing(req.headers()) {
+            Ok(()) => route.map_err(ProxyError::Route),
+            Err(err) => Err(err),
+        };
         let outcome = match route {
-            Err(err) => Err(ProxyError::Route(err)),
+            Err(err) => Err(err),
             Ok(Route::Admin) => self
                 .admin
                 .serve(req.uri())
@@ -126,6 +134,11 @@ impl Service {
         let mut resp = match outcome {
             Ok(resp) => resp,
             Err(err) => {
+                let err = if ex.client_body_failed.load(Ordering::Relaxed) {
+                    ProxyError::ClientGone(Box::new(err))
+                } else {
+                    err
+                };
                 let resp = error_response(&err);
                 ex.record.error = Some(err.reason());
                 resp
@@ -166,15 +179,22 @@ impl Service {
 
         let (mut parts, incoming) = req.into_parts();
         rewrite::strip_hop_by_hop(&mut parts.headers);
-        if mode == Mode::Host {
-            let host = HeaderValue::from_str(&origin.authority())
-                .expect("a validated host is a valid header value");
-            parts.headers.insert(header::HOST, host);
-        } else if !parts.headers.contains_key(header::HOST) {
-            let host = HeaderValue::from_str(&origin.authority())
-                .expect("a validated host is a valid header value");
-            parts.headers.insert(header::HOST, host);
-        }
+        // Host mode names the target in Host; the other modes keep the
+        // client's Host (it is signed), or its `:authority` when it spoke h2c.
+        let kept = match mode {
+            Mode::Host => None,
+            _ => parts.headers.get(header::HOST).cloned().or_else(|| {
+                ex.record
+                    .uri
+                    .authority()
+                    .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+            }),
+        };
+        let host = kept.unwrap_or_else(|| {
+            HeaderValue::from_str(&origin.authority())
+                .expect("a validated host is a valid header value")
+        });
+        parts.headers.insert(header::HOST, host);
         parts.headers.insert(&CHOCON_VER, rewrite::version_value());
         parts.headers.insert(&CHOCON_ID, ex.request_id.clone());
         let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -189,6 +209,7 @@ impl Service {
         let counted = Counted {
             inner: incoming,
             count: ex.received.clone(),
+            failed: ex.client_body_failed.clone(),
         };
         let (body, gate) = if expects_continue && !counted.is_end_stream() {
             let (gate, opener) = ContinueGate::new(counted);
@@ -200,14 +221,6 @@ impl Service {
         if let Some(opener) = gate {
             opener.attach(&mut upstream_req);
         }
-        if mode != Mode::Host && upstream_req.headers().get(header::HOST).is_none() {
-            // h2c clients send no Host; HTTP/1.1 upstream needs one.
-            if let Some(auth) = ex.record.uri.authority()
-                && let Ok(v) = HeaderValue::from_str(auth.as_str())
-            {
-                upstream_req.headers_mut().insert(header::HOST, v);
-            }
-        }
         if let Some(signer) = &self.signer
             && signer.applies_to(&origin)
         {
@@ -217,6 +230,11 @@ impl Service {
         let upstream_started = Instant::now();
         let (resp, timing) = self.upstream.send(&origin, upstream_req).await?;
         let (mut parts, body) = resp.into_parts();
+        if parts.headers.contains_key(header::TRANSFER_ENCODING) {
+            // RFC 9112 §6.3: Transfer-Encoding overrides Content-Length, and an
+            // intermediary must drop the latter before forwarding.
+            parts.headers.remove(header::CONTENT_LENGTH);
+        }
         rewrite::strip_hop_by_hop(&mut parts.headers);
         ex.upstream_started = Some(upstream_started);
         ex.record.upstream = Some(timing);
@@ -225,6 +243,23 @@ impl Service {
             body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
         ))
     }
+}
+
+/// Refuses request heads whose meaning a second parser could read
+/// differently (request smuggling): several `Host` headers, or both
+/// `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.3).
+fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
+    if headers.get_all(header::HOST).iter().nth(1).is_some() {
+        return Err(ProxyError::BadFraming("more than one Host header"));
+    }
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(ProxyError::BadFraming(
+            "both Content-Length and Transfer-Encoding",
+        ));
+    }
+    Ok(())
 }
 
 /// A response the proxy makes itself: status, `text/plain`, one line (the
@@ -268,6 +303,8 @@ pub struct Exchange {
     started: Instant,
     /// Request body bytes read so far.
     pub received: Arc<AtomicU64>,
+    /// Reading the client's body failed (it went away mid-upload).
+    client_body_failed: Arc<AtomicBool>,
     upstream_started: Option<Instant>,
     response_headers: Vec<header::HeaderName>,
     done: bool,
@@ -324,6 +361,7 @@ impl Exchange {
             request_id,
             started: Instant::now(),
             received: Arc::new(AtomicU64::new(0)),
+            client_body_failed: Arc::new(AtomicBool::new(false)),
             upstream_started: None,
             response_headers: service.log.response_headers().to_vec(),
             done: false,
@@ -510,6 +548,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: Incoming,
         count: Arc<AtomicU64>,
+        failed: Arc<AtomicBool>,
     }
 }
 
@@ -529,7 +568,12 @@ impl Body for Counted {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                // The client broke off its upload: whatever fails upstream
+                // because of it is the client's doing (499), not the origin's.
+                this.failed.store(true, Ordering::Relaxed);
+                Poll::Ready(Some(Err(Box::new(e))))
+            }
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => Poll::Pending,
         }

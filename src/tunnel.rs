@@ -38,6 +38,7 @@ pub async fn start(
     ex.record.status = 200;
     let on_upgrade = hyper::upgrade::on(req);
     let idle = service.tunnel_idle_timeout;
+    let mut stop = service.stop_tunnels.clone();
     tokio::spawn(async move {
         let client = match on_upgrade.await {
             Ok(u) => u,
@@ -51,7 +52,11 @@ pub async fn start(
         let mut upstream = tokio_io_timeout::TimeoutStream::new(upstream);
         upstream.set_read_timeout(Some(idle));
         let mut upstream = Box::pin(upstream);
-        let (up, down) = match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+        let copied = tokio::select! {
+            r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => r,
+            _ = stop.wait_for(|stopped| *stopped) => Err(std::io::Error::other("proxy shut down")),
+        };
+        let (up, down) = match copied {
             Ok(counts) => counts,
             Err(err) => {
                 ex.record.error = Some(format!("tunnel ended: {err}"));
@@ -72,19 +77,20 @@ async fn open(service: &Service, host: &str, port: u16) -> Result<TcpStream, Pro
     let answer = service.upstream.resolve(host, port).await?;
     let mut last = None;
     for addr in &answer {
-        match TcpStream::connect(addr).await {
-            Ok(s) => return Ok(s),
-            Err(e) => last = Some((addr, e)),
+        match tokio::time::timeout(service.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => return Ok(s),
+            Ok(Err(e)) => last = Some((*addr, e)),
+            Err(_) => last = Some((*addr, std::io::Error::from(std::io::ErrorKind::TimedOut))),
         }
     }
-    let (addr, source): (&SocketAddr, std::io::Error) =
-        last.map(|(a, e)| (a, e))
-            .ok_or_else(|| ProxyError::Tunnel {
-                target: format!("{host}:{port}"),
-                source: std::io::Error::other("no address"),
-            })?;
+    let (addr, source) = last.unwrap_or_else(|| {
+        (
+            SocketAddr::from(([0, 0, 0, 0], port)),
+            std::io::Error::other("no address"),
+        )
+    });
     Err(ProxyError::Tunnel {
-        target: addr.to_string(),
+        target: format!("{host}:{port} ({addr})"),
         source,
     })
 }

@@ -816,8 +816,24 @@ fn to_h1_form(req: &mut Request<ProxyBody>) {
     }
 }
 
+/// The connection broke under the request (closed, reset, EOF without TLS
+/// close_notify) rather than the origin answering badly.
 fn is_retryable(err: &hyper::Error) -> bool {
-    err.is_canceled() || err.is_closed() || err.is_incomplete_message()
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    if err.is_canceled() || err.is_closed() || err.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(io) = e.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                BrokenPipe | ConnectionAborted | ConnectionReset | UnexpectedEof
+            );
+        }
+        source = e.source();
+    }
+    false
 }
 
 fn clone_head(req: &Request<ProxyBody>) -> http::request::Parts {

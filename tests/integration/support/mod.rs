@@ -20,11 +20,13 @@
 
 #![allow(dead_code, unused_imports)]
 
+pub mod admin;
 pub mod ca;
 pub mod client;
 pub mod dns;
 pub mod origin;
 pub mod proxy;
+pub mod raw_origin;
 
 use std::future::Future;
 use std::time::Duration;
@@ -34,6 +36,7 @@ pub use client::{RawConn, Resp};
 pub use dns::Dns;
 pub use origin::{Origin, RequestSeen};
 pub use proxy::Proxy;
+pub use raw_origin::RawOrigin;
 
 /// Upper bound for any single wait in a test (a response, a log line, a
 /// counter reaching a value).

@@ -142,6 +142,7 @@ struct Counters {
     max_open: AtomicUsize,
     inflight_now: AtomicUsize,
     max_inflight: AtomicUsize,
+    max_inflight_per_conn: AtomicUsize,
 }
 
 struct Shared {
@@ -274,6 +275,16 @@ impl Origin {
             .shared
             .counters
             .max_inflight
+            .load(Ordering::SeqCst)
+    }
+
+    /// Most requests ever in flight at the same time on one connection
+    /// (h2: concurrent streams on one connection).
+    pub fn max_inflight_per_conn(&self) -> usize {
+        self.inner
+            .shared
+            .counters
+            .max_inflight_per_conn
             .load(Ordering::SeqCst)
     }
 
@@ -757,9 +768,12 @@ struct InflightGuard(Arc<Activity>, Arc<Shared>);
 
 impl InflightGuard {
     fn new(activity: Arc<Activity>, shared: Arc<Shared>) -> Self {
-        activity.inflight.fetch_add(1, Ordering::SeqCst);
+        let on_conn = activity.inflight.fetch_add(1, Ordering::SeqCst) + 1;
         activity.changed.notify_one();
         let counters = &shared.counters;
+        counters
+            .max_inflight_per_conn
+            .fetch_max(on_conn, Ordering::SeqCst);
         let now = counters.inflight_now.fetch_add(1, Ordering::SeqCst) + 1;
         counters.max_inflight.fetch_max(now, Ordering::SeqCst);
         InflightGuard(activity, shared)

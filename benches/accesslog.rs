@@ -1,0 +1,107 @@
+//! Access-log formatting cost per line: the default preset (`aws`) next to
+//! `combined` and `json`, with the time text cached (records of the same
+//! second, the common case on a busy proxy) and, for `aws`, rendered afresh
+//! every line. Run: `cargo bench --bench accesslog`.
+
+use std::hint::black_box;
+use std::time::{Duration, UNIX_EPOCH};
+
+use ccnproxy::accesslog::Record;
+use ccnproxy::accesslog::format::Format;
+use ccnproxy::scope::CredentialScope;
+use ccnproxy::upstream::{Protocol, Timing};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue, Method, Version};
+
+/// A typical S3 GET through the pool.
+fn record() -> Record {
+    let mut request_headers = HeaderMap::new();
+    request_headers.insert(
+        "user-agent",
+        HeaderValue::from_static(
+            "aws-cli/2.15.30 Python/3.11.8 Linux/6.1 exe/x86_64.amzn.2023 prompt/off command/s3.cp",
+        ),
+    );
+    let mut response_headers = HeaderMap::new();
+    response_headers.insert(
+        "x-amz-request-id",
+        HeaderValue::from_static("4442587FB7D0A2F9"),
+    );
+    response_headers.insert(
+        "x-amz-id-2",
+        HeaderValue::from_static(
+            "vlR7PnpV2Ce81l0PRw6jlUpck7Jo5ZsQjryTjKlc5aLWGVHPZLj5NeC6qMa0emYBDXOo6QBU0Wo=",
+        ),
+    );
+    Record {
+        received: UNIX_EPOCH + Duration::new(1_704_164_645, 678_901_000),
+        duration: Duration::from_micros(41_250),
+        client: "10.1.2.3:51234".parse().expect("addr"),
+        local_port: 3000,
+        method: Method::GET,
+        uri: "/my-bucket/photos/2024/01/02/IMG_0001.jpg?versionId=3HL4kqtJlcpXroDTDmJ"
+            .parse()
+            .expect("uri"),
+        version: Version::HTTP_11,
+        host: "s3.us-east-1.amazonaws.com.ccnproxy-https:3000".to_owned(),
+        status: 200,
+        bytes_sent: 2_483_112,
+        bytes_received: 0,
+        request_headers,
+        response_headers,
+        request_id: "cmjq5v2d0000abcd1234".to_owned(),
+        origin: Some("https://s3.us-east-1.amazonaws.com:443".to_owned()),
+        upstream: Some(Timing {
+            addr: Some("52.216.9.10:443".parse().expect("addr")),
+            reused: true,
+            protocol: Protocol::H1,
+            dns: Duration::ZERO,
+            connect: Duration::ZERO,
+            tls: Duration::ZERO,
+            queue: Duration::from_micros(12),
+            header: Duration::from_micros(30_125),
+            total: Duration::from_micros(40_900),
+            retries: 0,
+        }),
+        scope: Some(CredentialScope {
+            access_key: "ASIAY34FZKBOKMUTVV7A".to_owned(),
+            date: "20240102".to_owned(),
+            region: "us-east-1".to_owned(),
+            service: "s3".to_owned(),
+        }),
+        error: None,
+    }
+}
+
+fn formatting(c: &mut Criterion) {
+    let record = record();
+    let mut group = c.benchmark_group("accesslog_line");
+    group.throughput(Throughput::Elements(1));
+    for preset in ["aws", "combined", "json"] {
+        let mut format = Format::compile(preset).expect("preset");
+        let mut line = Vec::with_capacity(1024);
+        group.bench_function(preset, |b| {
+            b.iter(|| {
+                line.clear();
+                format.write(black_box(&record), &mut line);
+                black_box(line.len())
+            })
+        });
+    }
+    // A new second on every line: the time text is rendered each time.
+    let mut format = Format::compile("aws").expect("preset");
+    let mut line = Vec::with_capacity(1024);
+    let mut record = record;
+    group.bench_function("aws_new_second_each_line", |b| {
+        b.iter(|| {
+            record.received += Duration::from_secs(1);
+            line.clear();
+            format.write(black_box(&record), &mut line);
+            black_box(line.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, formatting);
+criterion_main!(benches);

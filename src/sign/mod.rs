@@ -1,0 +1,507 @@
+//! SigV4 re-signing (`--sign`): the client's signature is replaced by one made
+//! with the proxy's own credentials, for the request as it leaves the proxy
+//! (final `Host`, origin-form URI, hop-by-hop headers gone).
+//!
+//! What is signed and how:
+//! - Service and region: the client's SigV4 credential scope when it sent one
+//!   (it knows best: custom endpoints, Transfer Acceleration), else derived
+//!   from the endpoint name (`service.rs`).
+//! - Headers: `host`, every `x-amz-*`, `content-type`, `content-md5`, and any
+//!   other header the client itself signed. Headers that proxies or clients
+//!   change on the way (`user-agent`, `expect`, `x-chocon-*`, hop-by-hop) are
+//!   never signed. The client's `Authorization`, `X-Amz-Date`,
+//!   `X-Amz-Security-Token` and `X-Amz-Content-Sha256` are dropped.
+//! - Payload, by kind:
+//!   - S3 object APIs (S3, access points, Object Lambda, Outposts):
+//!     `x-amz-content-sha256: UNSIGNED-PAYLOAD`; the body streams untouched.
+//!   - `aws-chunked` with `STREAMING-UNSIGNED-PAYLOAD-TRAILER` (recent CLIs
+//!     and SDKs): the value is kept and only the head is re-signed; chunks
+//!     and the checksum trailer carry no signature and stream untouched.
+//!   - `aws-chunked` with `STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]`
+//!     (per-chunk signatures, e.g. the Java SDK over plain HTTP): the head is
+//!     re-signed and every chunk signature is recomputed as the body streams
+//!     (`chunked.rs`); one chunk at a time is held, at most
+//!     `--sign-max-body` bytes, and lengths do not change.
+//!   - `STREAMING-AWS4-ECDSA-P256-SHA256-PAYLOAD` (SigV4a chunks) and other
+//!     unknown streaming kinds: refused with `SignError::Unsupported`; never
+//!     forwarded half-understood.
+//!   - Everything else: the body is read whole up to `--sign-max-body`
+//!     (`SignError::BodyTooLarge` beyond, checked against `Content-Length`
+//!     before reading) and its SHA-256 signed. A body held back for
+//!     `Expect: 100-continue` is let through first (the proxy accepts it on
+//!     the origin's behalf: the head cannot leave before the hash is known).
+//! - Pre-signed URLs (`X-Amz-Signature`, or SigV2 `Signature` in the query)
+//!   carry their own authority and pass unchanged.
+//!
+//! Credentials come from the standard chain, cached (`credentials.rs`).
+//! Nothing here logs a secret or a signature.
+
+mod chunked;
+mod credentials;
+mod service;
+
+use std::time::SystemTime;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_sigv4::http_request::{
+    PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
+    UriPathNormalizationMode,
+};
+use aws_smithy_runtime_api::client::identity::Identity;
+use bytes::{Bytes, BytesMut};
+use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+
+pub use chunked::{ChunkSigner, Resigned};
+pub use credentials::CredentialsCache;
+pub use service::Endpoint;
+
+use crate::body::{self, BoxError, ProxyBody};
+use crate::config::{AWS_PATTERNS, SignConfig};
+use crate::pattern::HostPatterns;
+use crate::route::Origin;
+use crate::scope::CredentialScope;
+
+/// Why a request could not be re-signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// A non-S3 body (or one signed chunk) is larger than `--sign-max-body`.
+    #[error("request body larger than --sign-max-body ({limit} bytes) cannot be re-signed")]
+    BodyTooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// No usable credentials in the proxy's chain.
+    #[error("no AWS credentials for re-signing")]
+    Credentials(#[source] BoxError),
+    /// Service or region could not be derived.
+    #[error("cannot tell the AWS service and region of {0:?}")]
+    UnknownService(String),
+    /// Reading the body to hash it failed.
+    #[error("reading the request body")]
+    Body(#[source] BoxError),
+    /// The signing library refused the request.
+    #[error("signing the request")]
+    Signing(#[source] BoxError),
+    /// The request uses a signing form the proxy cannot re-sign (a client
+    /// error: SigV4a streaming, an unknown `x-amz-content-sha256` kind).
+    #[error("cannot re-sign: {0}")]
+    Unsupported(String),
+    /// `--sign-hosts` holds a malformed pattern (a startup error).
+    #[error("--sign-hosts: {0}")]
+    BadHosts(String),
+}
+
+/// Re-signs requests with the proxy's own credentials.
+#[derive(Debug)]
+pub struct Signer {
+    enabled: bool,
+    hosts: HostPatterns,
+    max_body: u64,
+    credentials: Option<CredentialsCache>,
+}
+
+impl Signer {
+    /// Loads the credential chain for `config` and checks that it yields
+    /// credentials, so a proxy that cannot sign fails at start. A disabled
+    /// config loads nothing and signs nothing.
+    pub async fn new(config: &SignConfig) -> Result<Self, SignError> {
+        if !config.enabled {
+            return Ok(Signer {
+                enabled: false,
+                hosts: HostPatterns::default(),
+                max_body: config.max_body,
+                credentials: None,
+            });
+        }
+        let signer = Self::with_cache(config, CredentialsCache::default_chain().await)?;
+        if let Some(cache) = &signer.credentials {
+            let credentials = cache.credentials().await.map_err(SignError::Credentials)?;
+            tracing::info!(expiry = ?credentials.expiry(), "sign.credentials ready");
+        }
+        Ok(signer)
+    }
+
+    /// A signer using `provider` instead of the standard chain (tests,
+    /// embedding); nothing is loaded until the first request.
+    pub fn with_provider(
+        config: &SignConfig,
+        provider: SharedCredentialsProvider,
+    ) -> Result<Self, SignError> {
+        Self::with_cache(config, CredentialsCache::new(provider))
+    }
+
+    fn with_cache(config: &SignConfig, cache: CredentialsCache) -> Result<Self, SignError> {
+        let hosts = if config.hosts.is_empty() {
+            HostPatterns::parse(&AWS_PATTERNS)
+        } else {
+            HostPatterns::parse(&config.hosts)
+        }
+        .map_err(SignError::BadHosts)?;
+        Ok(Signer {
+            enabled: config.enabled,
+            hosts,
+            max_body: config.max_body,
+            credentials: Some(cache),
+        })
+    }
+
+    /// True when requests to `origin` are to be re-signed.
+    pub fn applies_to(&self, origin: &Origin) -> bool {
+        self.enabled && self.hosts.matches(&origin.host)
+    }
+
+    /// Replaces the client's signature with the proxy's. `req` already has its
+    /// final `Host` and URI.
+    pub async fn sign(
+        &self,
+        req: Request<ProxyBody>,
+        origin: &Origin,
+    ) -> Result<Request<ProxyBody>, SignError> {
+        self.sign_at(req, origin, SystemTime::now()).await
+    }
+
+    /// `sign` with the signing time given.
+    async fn sign_at(
+        &self,
+        req: Request<ProxyBody>,
+        origin: &Origin,
+        time: SystemTime,
+    ) -> Result<Request<ProxyBody>, SignError> {
+        let Some(cache) = &self.credentials else {
+            return Ok(req);
+        };
+        if is_presigned(req.uri()) {
+            return Ok(req);
+        }
+        let (mut parts, body) = req.into_parts();
+        let authorization = parts
+            .headers
+            .get(AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
+        let client_scope = authorization
+            .as_deref()
+            .and_then(CredentialScope::from_authorization);
+        let client_signed = authorization
+            .as_deref()
+            .map(signed_headers)
+            .unwrap_or_default();
+        if !parts.headers.contains_key(HOST) {
+            let host = HeaderValue::from_str(&origin.authority())
+                .map_err(|e| SignError::Signing(e.into()))?;
+            parts.headers.insert(HOST, host);
+        }
+
+        let endpoint = Endpoint::from_host(&origin.host);
+        let (service, region) = match (&client_scope, &endpoint) {
+            (Some(scope), _) => (scope.service.clone(), scope.region.clone()),
+            (
+                None,
+                Some(Endpoint {
+                    service,
+                    region: Some(region),
+                    ..
+                }),
+            ) => (service.clone(), region.clone()),
+            (None, _) => return Err(SignError::UnknownService(origin.host.to_string())),
+        };
+        let payload = Payload::choose(&parts.headers, &service, endpoint.as_ref())?;
+
+        for name in [
+            "authorization",
+            "x-amz-date",
+            "x-amz-security-token",
+            "x-amz-content-sha256",
+        ] {
+            parts.headers.remove(name);
+        }
+
+        let credentials = cache.credentials().await.map_err(SignError::Credentials)?;
+
+        let (body, hashed) = match payload {
+            Payload::Hashed { .. } => {
+                // `Expect: 100-continue`: the proxy accepts the body on the
+                // origin's behalf, as it must read it before sending the head.
+                if let Some(signal) = parts.extensions.get::<body::ContinueSignal>() {
+                    signal.0.notify_one();
+                }
+                let bytes = self.read_body(&parts.headers, body).await?;
+                (None, Some(bytes))
+            }
+            _ => (Some(body), None),
+        };
+        let signable_body = match (&payload, &hashed) {
+            (_, Some(bytes)) => SignableBody::Bytes(bytes),
+            (Payload::Unsigned, _) => SignableBody::UnsignedPayload,
+            (Payload::StreamingUnsignedTrailer, _) => SignableBody::StreamingUnsignedPayloadTrailer,
+            (Payload::SignedChunks { trailer: true }, _) => {
+                SignableBody::StreamingSignedPayloadTrailer
+            }
+            (Payload::SignedChunks { trailer: false }, _) => {
+                SignableBody::Precomputed("STREAMING-AWS4-HMAC-SHA256-PAYLOAD".to_owned())
+            }
+            (Payload::Hashed { .. }, None) => unreachable!("hashed payloads have their bytes"),
+        };
+
+        let mut settings = SigningSettings::default();
+        let s3_rules = service.starts_with("s3") || payload.is_streaming();
+        if s3_rules {
+            // S3 signs the path as sent, without normalisation or re-encoding.
+            settings.percent_encoding_mode = PercentEncodingMode::Single;
+            settings.uri_path_normalization_mode = UriPathNormalizationMode::Disabled;
+        }
+        settings.payload_checksum_kind = match payload {
+            Payload::Hashed {
+                content_sha256: false,
+            } if !s3_rules => PayloadChecksumKind::NoHeader,
+            _ => PayloadChecksumKind::XAmzSha256,
+        };
+
+        let identity = Identity::from(credentials.clone());
+        let params = aws_sigv4::sign::v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&region)
+            .name(&service)
+            .time(time)
+            .settings(settings)
+            .build()
+            .map_err(|e| SignError::Signing(e.into()))?
+            .into();
+
+        let headers = signable_headers(&parts.headers, &client_signed)?;
+        let uri = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |pq| pq.as_str())
+            .to_owned();
+        let signable = SignableRequest::new(
+            parts.method.as_str(),
+            uri,
+            headers.into_iter(),
+            signable_body,
+        )
+        .map_err(|e| SignError::Signing(e.into()))?;
+        let (instructions, signature) = aws_sigv4::http_request::sign(signable, &params)
+            .map_err(|e| SignError::Signing(e.into()))?
+            .into_parts();
+
+        let mut head = Request::from_parts(parts, ());
+        instructions.apply_to_request_http1x(&mut head);
+        let (parts, ()) = head.into_parts();
+
+        let body = match (payload, body, hashed) {
+            (_, _, Some(bytes)) => body::full(bytes),
+            (Payload::SignedChunks { trailer }, Some(body), None) => {
+                let signer = ChunkSigner::new(
+                    credentials.secret_access_key(),
+                    time,
+                    &region,
+                    &service,
+                    signature,
+                );
+                let max_chunk = usize::try_from(self.max_body).unwrap_or(usize::MAX);
+                Resigned::new(body, signer, trailer, max_chunk).boxed_unsync()
+            }
+            (_, Some(body), None) => body,
+            (_, None, None) => unreachable!("a body is either hashed or kept"),
+        };
+        Ok(Request::from_parts(parts, body))
+    }
+
+    /// Reads a body to be hashed, at most `max_body` bytes.
+    async fn read_body(&self, headers: &HeaderMap, body: ProxyBody) -> Result<Bytes, SignError> {
+        let too_large = SignError::BodyTooLarge {
+            limit: self.max_body,
+        };
+        let declared = headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > self.max_body)
+            || body.size_hint().lower() > self.max_body
+        {
+            return Err(too_large);
+        }
+        // A hand-written loop rather than `http_body_util::Limited`: the
+        // latter's `Into<BoxError>` bound makes this future not `Send` for
+        // every lifetime (rust-lang/rust#102211) once the service spawns it.
+        let mut body = body;
+        let mut bytes = BytesMut::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(SignError::Body)?;
+            if let Ok(data) = frame.into_data() {
+                if (bytes.len() + data.len()) as u64 > self.max_body {
+                    return Err(too_large);
+                }
+                bytes.extend_from_slice(&data);
+            }
+        }
+        Ok(bytes.freeze())
+    }
+}
+
+/// How the payload is covered by the signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Payload {
+    /// Read whole and hashed; `content_sha256` when the hash also goes in
+    /// `x-amz-content-sha256` (the client sent one, or the service wants it).
+    Hashed { content_sha256: bool },
+    /// `UNSIGNED-PAYLOAD` (S3 object data).
+    Unsigned,
+    /// `STREAMING-UNSIGNED-PAYLOAD-TRAILER`: head only.
+    StreamingUnsignedTrailer,
+    /// `STREAMING-AWS4-HMAC-SHA256-PAYLOAD[-TRAILER]`: chunks re-signed.
+    SignedChunks { trailer: bool },
+}
+
+impl Payload {
+    fn choose(
+        headers: &HeaderMap,
+        service: &str,
+        endpoint: Option<&Endpoint>,
+    ) -> Result<Self, SignError> {
+        let content_sha256 = headers.get("x-amz-content-sha256").map(|v| v.as_bytes());
+        let aws_chunked = headers.get_all(CONTENT_ENCODING).iter().any(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|c| c.trim_ascii().eq_ignore_ascii_case(b"aws-chunked"))
+        });
+        match content_sha256 {
+            Some(b"STREAMING-UNSIGNED-PAYLOAD-TRAILER") => {
+                return Ok(Self::StreamingUnsignedTrailer);
+            }
+            Some(b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD") => {
+                return Ok(Self::SignedChunks { trailer: false });
+            }
+            Some(b"STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER") => {
+                return Ok(Self::SignedChunks { trailer: true });
+            }
+            Some(other) if other.starts_with(b"STREAMING-") => {
+                return Err(SignError::Unsupported(format!(
+                    "x-amz-content-sha256: {} (SigV4a or unknown streaming signature)",
+                    String::from_utf8_lossy(other)
+                )));
+            }
+            _ if aws_chunked => {
+                return Err(SignError::Unsupported(
+                    "Content-Encoding: aws-chunked without a streaming x-amz-content-sha256"
+                        .to_owned(),
+                ));
+            }
+            _ => {}
+        }
+        // S3 object data streams unsigned; S3 Control (signing name `s3`
+        // too) takes small XML bodies and gets them hashed.
+        let s3_data = match endpoint {
+            Some(endpoint) if endpoint.service.starts_with("s3") => endpoint.is_s3_data,
+            _ => matches!(
+                service,
+                "s3" | "s3-object-lambda" | "s3-outposts" | "s3express"
+            ),
+        };
+        if s3_data {
+            return Ok(Self::Unsigned);
+        }
+        Ok(Self::Hashed {
+            content_sha256: content_sha256.is_some() || service == "glacier",
+        })
+    }
+
+    fn is_streaming(self) -> bool {
+        matches!(
+            self,
+            Self::StreamingUnsignedTrailer | Self::SignedChunks { .. }
+        )
+    }
+}
+
+/// Headers never signed: changed on the way by proxies or clients, or
+/// produced by the signing itself.
+const NEVER_SIGNED: [&str; 16] = [
+    "authorization",
+    "user-agent",
+    "x-amzn-trace-id",
+    "expect",
+    "connection",
+    "keep-alive",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "via",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "forwarded",
+];
+
+/// The `(name, value)` pairs to sign.
+fn signable_headers<'a>(
+    headers: &'a HeaderMap,
+    client_signed: &[String],
+) -> Result<Vec<(&'a str, &'a str)>, SignError> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        if !is_signed(name, client_signed) {
+            continue;
+        }
+        let value = value.to_str().map_err(|_| {
+            SignError::Unsupported(format!(
+                "header {name} has a value that is not visible ASCII and cannot be signed"
+            ))
+        })?;
+        out.push((name.as_str(), value));
+    }
+    Ok(out)
+}
+
+fn is_signed(name: &HeaderName, client_signed: &[String]) -> bool {
+    let name = name.as_str();
+    if NEVER_SIGNED.contains(&name) || name.starts_with("x-chocon-") {
+        return false;
+    }
+    name == "host"
+        || name.starts_with("x-amz-")
+        || name == "content-type"
+        || name == "content-md5"
+        || client_signed.iter().any(|s| s == name)
+}
+
+/// The `SignedHeaders=a;b;c` list of a SigV4 `Authorization` value.
+fn signed_headers(authorization: &[u8]) -> Vec<String> {
+    let Ok(value) = std::str::from_utf8(authorization) else {
+        return Vec::new();
+    };
+    let Some(start) = value.find("SignedHeaders=") else {
+        return Vec::new();
+    };
+    let list = value[start + "SignedHeaders=".len()..]
+        .split([',', ' '])
+        .next()
+        .unwrap_or("");
+    list.split(';')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_ascii_lowercase())
+        .collect()
+}
+
+/// True for pre-signed URLs: SigV4 `X-Amz-Signature` or SigV2 `Signature`
+/// with `AWSAccessKeyId` in the query.
+fn is_presigned(uri: &http::Uri) -> bool {
+    let Some(query) = uri.query() else {
+        return false;
+    };
+    let has = |param: &str| {
+        query.split('&').any(|pair| {
+            let name = pair.split('=').next().unwrap_or("");
+            name.eq_ignore_ascii_case(param)
+        })
+    };
+    has("X-Amz-Signature") || (has("Signature") && has("AWSAccessKeyId"))
+}
+
+#[cfg(test)]
+mod tests;
