@@ -41,7 +41,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     // A name of its own: OpenSSL-based peers (nginx) take a CA and a leaf with
     // the same subject for a self-signed leaf.
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "ccnproxy example origin CA");
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "ccnproxy example origin CA");
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca_params.self_signed(&ca_key)?;
     std::fs::write(ca_path, ca_cert.pem())?;

@@ -56,3 +56,22 @@ pub async fn serve(
     let conn = builder.serve_connection_with_upgrades(io, svc);
     watcher.watch(conn.into_owned()).await
 }
+
+/// When a connection ended because hyper refused a request head, the
+/// status hyper answered with (431 for an oversized head, 400 otherwise).
+pub fn rejected_status(err: &(dyn std::error::Error + 'static)) -> Option<u16> {
+    let mut source = Some(err);
+    while let Some(e) = source {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            if h.is_parse_too_large() {
+                return Some(431);
+            }
+            if h.is_parse() || h.is_parse_status() {
+                return Some(400);
+            }
+            return None;
+        }
+        source = e.source();
+    }
+    None
+}

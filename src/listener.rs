@@ -99,9 +99,17 @@ pub async fn accept_loop(
         tasks.spawn(
             async move {
                 let _open = open;
-                if let Err(err) =
-                    crate::conn::serve(stream, info, service, builder, &config, watcher).await
-                {
+                let served =
+                    crate::conn::serve(stream, info, service.clone(), builder, &config, watcher)
+                        .await;
+                if let Err(err) = served {
+                    if let Some(status) = crate::conn::rejected_status(&*err) {
+                        service.log_rejected(
+                            info,
+                            status,
+                            format!("malformed request refused: {err}"),
+                        );
+                    }
                     tracing::debug!(
                         error = &*err as &dyn std::error::Error,
                         "client connection ended"

@@ -246,20 +246,34 @@ impl Service {
 }
 
 /// Refuses request heads whose meaning a second parser could read
-/// differently (request smuggling): several `Host` headers, or both
-/// `Content-Length` and `Transfer-Encoding` (RFC 9112 §6.3).
+/// differently: several `Host` headers. (Both `Content-Length` and
+/// `Transfer-Encoding` never get here: hyper lets chunked win, drops
+/// `Content-Length` and closes the connection afterwards, RFC 9112 §6.3.)
 fn check_framing(headers: &HeaderMap) -> Result<(), ProxyError> {
     if headers.get_all(header::HOST).iter().nth(1).is_some() {
         return Err(ProxyError::BadFraming("more than one Host header"));
     }
-    if headers.contains_key(header::TRANSFER_ENCODING)
-        && headers.contains_key(header::CONTENT_LENGTH)
-    {
-        return Err(ProxyError::BadFraming(
-            "both Content-Length and Transfer-Encoding",
-        ));
-    }
     Ok(())
+}
+
+impl Service {
+    /// Writes the access-log line of a request hyper refused before the
+    /// request path saw it (malformed or oversized head): hyper has already
+    /// answered it with `status`.
+    pub fn log_rejected(&self, info: ConnInfo, status: u16, reason: String) {
+        let mut record = empty_record();
+        record.received = SystemTime::now();
+        record.client = info.peer;
+        record.local_port = info.local_port;
+        record.method = http::Method::from_bytes(b"-").expect("- is a valid method token");
+        record.uri = http::Uri::from_static("*");
+        record.status = status;
+        record.request_id =
+            String::from_utf8_lossy(rewrite::request_id(&HeaderMap::new()).as_bytes()).into_owned();
+        record.error = Some(reason);
+        self.metrics.observe(&record);
+        self.log.log(record);
+    }
 }
 
 /// A response the proxy makes itself: status, `text/plain`, one line (the
