@@ -85,11 +85,16 @@ pub async fn accept_loop(
                 }
             },
         };
+        let info = ConnInfo { peer, local_port };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
+            service.log_rejected(
+                info,
+                503,
+                "too many client connections (--max-client-conns)".to_owned(),
+            );
             tokio::spawn(refuse(stream));
             continue;
         };
-        let info = ConnInfo { peer, local_port };
         let service = service.clone();
         let builder = builder.clone();
         let config = config.clone();

@@ -96,7 +96,7 @@ fn chocon() -> Vec<Part> {
     ])
 }
 
-/// The `json` preset; its keys are a contract (see docs/accesslog.md).
+/// The `json` preset; its keys are a contract (see README, "Access log").
 fn json() -> Vec<Part> {
     let j = Enc::Json;
     json_object(vec![

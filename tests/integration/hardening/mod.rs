@@ -17,6 +17,7 @@ pub mod netns;
 mod rate_limit;
 pub mod raw_origin;
 mod sigterm;
+mod timeouts;
 pub mod wire;
 
 use std::future::Future;
