@@ -247,6 +247,27 @@ impl Proxy {
         .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
     }
 
+    /// Scrapes `/metrics` every 10 ms until `cond` holds for the page, at
+    /// most [`TIMEOUT`]; returns that page. For counters that move just after
+    /// the event a test can see (a log line read, a response received).
+    pub async fn wait_metrics(&self, what: &str, cond: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let m = self.metrics().await;
+            if cond(&m) {
+                return m;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out after {TIMEOUT:?} waiting for /metrics: {what}\n{}\n--- proxy stderr ---\n{}",
+                    m.text,
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Scrapes `/metrics` every 10 ms until the per-pool series `name` of
     /// `origin` satisfies `pred`, at most [`TIMEOUT`]; returns its value. For
     /// proxy-side state no event announces.
