@@ -9,6 +9,7 @@ mod errors;
 mod hardening;
 mod harness;
 mod headers;
+mod observability;
 mod pool;
 mod pool_basic;
 mod routing;

@@ -79,6 +79,62 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The page as `prometheus-parse` reads it: a second, independent reader
+    /// of the exposition (histograms come back whole, their `_count` and
+    /// `_sum` as plain samples).
+    pub fn scrape(&self) -> prometheus_parse::Scrape {
+        prometheus_parse::Scrape::parse(self.text.lines().map(|l| Ok(l.to_owned())))
+            .unwrap_or_else(|e| panic!("/metrics does not parse: {e}\n{}", self.text))
+    }
+
+    /// Every scalar sample of `name` read with `prometheus-parse`: its labels
+    /// (sorted) and value.
+    pub fn series(&self, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+        let mut out: Vec<_> = self
+            .scrape()
+            .samples
+            .into_iter()
+            .filter(|s| s.metric == name)
+            .map(|s| {
+                let value = match s.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    other => panic!("{name} is not a scalar: {other:?}"),
+                };
+                let mut labels: Vec<(String, String)> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                labels.sort();
+                (labels, value)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The value of the one sample `name` whose labels are exactly `labels`
+    /// (no more, no fewer), read with `prometheus-parse`; `None` if absent.
+    pub fn exact(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let mut want: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        want.sort();
+        let found: Vec<f64> = self
+            .series(name)
+            .into_iter()
+            .filter(|(l, _)| *l == want)
+            .map(|(_, v)| v)
+            .collect();
+        assert!(found.len() <= 1, "{name}{labels:?} matched {found:?}");
+        found.first().copied()
+    }
+}
+
 fn parse_sample(line: &str) -> Option<Sample> {
     let (series, rest) = match line.find('{') {
         Some(_) => {
@@ -174,6 +230,42 @@ impl Proxy {
             .unwrap_or_else(|e| panic!("GET /metrics on {addr}: {e}"));
         assert_eq!(resp.status(), 200, "GET /metrics: {}", resp.text());
         Metrics::parse(&resp.text())
+    }
+
+    /// `GET path` on the admin port (`/.api/http-stats`, `/healthz`, ...).
+    pub async fn admin_get(&self, path: &str) -> super::Resp {
+        let addr = self.admin_addr().await;
+        let mut c = Client::connect(addr).await;
+        c.send(client::request(
+            "GET",
+            &addr.to_string(),
+            path,
+            &[],
+            client::empty(),
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
+    }
+
+    /// Scrapes `/metrics` every 10 ms until `cond` holds for the page, at
+    /// most [`TIMEOUT`]; returns that page. For counters that move just after
+    /// the event a test can see (a log line read, a response received).
+    pub async fn wait_metrics(&self, what: &str, cond: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = tokio::time::Instant::now() + TIMEOUT;
+        loop {
+            let m = self.metrics().await;
+            if cond(&m) {
+                return m;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!(
+                    "timed out after {TIMEOUT:?} waiting for /metrics: {what}\n{}\n--- proxy stderr ---\n{}",
+                    m.text,
+                    self.stderr()
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Scrapes `/metrics` every 10 ms until the per-pool series `name` of
