@@ -63,6 +63,12 @@ impl Settings {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs bench binaries too (without `--bench`):
+    // the measurements take minutes and mean nothing in a debug build.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("proxy bench: skipped (run it with `cargo bench --bench proxy`)");
+        return;
+    }
     let sections: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
