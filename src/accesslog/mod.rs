@@ -8,12 +8,14 @@
 //! writer drains next (counted in `Stats::overflowed`). The writer is a thread,
 //! not a task, because file writes block.
 //!
-//! `format` compiles the line format (presets and `%` directives), `rotate`
-//! owns the time-rotated files of `LogDestination::Dir`, `zone` the local
-//! time zone. With a directory, SIGHUP or SIGUSR1 reopens the file (for an
-//! external logrotate). Write failures are counted, warned about at most once
-//! a minute, and retried with the next batch; the lines of a failed batch are
-//! lost (`Stats::write_failures`) but never torn.
+//! Files: `format` compiles the line format (`%` directives; `preset` the
+//! presets, `render` the escaping of values, `time` the times), `writer` is
+//! the writer thread, `rotate` owns the time-rotated files of
+//! `LogDestination::Dir`, `zone` the local time zone. With a directory,
+//! SIGHUP or SIGUSR1 reopens the file (for an external logrotate). Write
+//! failures are counted, warned about at most once a minute, and retried with
+//! the next batch; the lines of a failed batch are lost
+//! (`Stats::write_failures`) but never torn.
 
 pub mod format;
 mod preset;

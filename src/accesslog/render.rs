@@ -4,7 +4,7 @@
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use http::header::{GetAll, HeaderName, HeaderValue};
@@ -95,9 +95,12 @@ pub(super) fn put(out: &mut Vec<u8>, enc: Enc, value: Value<'_>, scratch: &mut V
         }),
         Value::Uint(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
         Value::Millis(d) => {
-            let micros = d.as_micros();
-            out.extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
-            let frac = (micros % 1000) as u16;
+            let millis = d
+                .as_secs()
+                .saturating_mul(1000)
+                .saturating_add(d.subsec_millis().into());
+            out.extend_from_slice(itoa::Buffer::new().format(millis).as_bytes());
+            let frac = d.subsec_micros() % 1000;
             out.extend_from_slice(&[
                 b'.',
                 b'0' + (frac / 100) as u8,
@@ -131,6 +134,7 @@ fn put_text(w: &mut Escaper<'_>, t: Text<'_>, scratch: &mut Vec<u8>) {
                 w.bytes(v.as_bytes());
             }
         }
+        Text::Ip(IpAddr::V4(ip)) => put_ipv4(w.out, ip),
         Text::Ip(ip) => {
             let _ = write!(w, "{ip}");
         }
@@ -139,6 +143,12 @@ fn put_text(w: &mut Escaper<'_>, t: Text<'_>, scratch: &mut Vec<u8>) {
         }
         Text::IpGo(ip) => {
             let _ = write!(w, "{ip}");
+        }
+        Text::Addr(SocketAddr::V4(addr)) => {
+            put_ipv4(w.out, *addr.ip());
+            w.out.push(b':');
+            w.out
+                .extend_from_slice(itoa::Buffer::new().format(addr.port()).as_bytes());
         }
         Text::Addr(addr) => {
             let _ = write!(w, "{addr}");
@@ -165,6 +175,17 @@ fn put_text(w: &mut Escaper<'_>, t: Text<'_>, scratch: &mut Vec<u8>) {
     }
 }
 
+/// `192.0.2.10` without the `fmt` machinery (the hot path of every line).
+fn put_ipv4(out: &mut Vec<u8>, ip: Ipv4Addr) {
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push(b'.');
+        }
+        out.extend_from_slice(digits.format(octet).as_bytes());
+    }
+}
+
 fn put_target(w: &mut Escaper<'_>, uri: &Uri, v: Version) {
     // hyper fills in scheme and authority for HTTP/2; the client sent `:path`.
     if v >= Version::HTTP_2 {
@@ -174,7 +195,19 @@ fn put_target(w: &mut Escaper<'_>, uri: &Uri, v: Version) {
                 .as_bytes(),
         );
     } else {
-        let _ = write!(w, "{uri}");
+        // What `Uri`'s `Display` writes, without the `fmt` machinery.
+        if let Some(scheme) = uri.scheme_str() {
+            w.bytes(scheme.as_bytes());
+            w.bytes(b"://");
+        }
+        if let Some(authority) = uri.authority() {
+            w.bytes(authority.as_str().as_bytes());
+        }
+        w.bytes(uri.path().as_bytes());
+        if let Some(query) = uri.query() {
+            w.bytes(b"?");
+            w.bytes(query.as_bytes());
+        }
     }
 }
 
@@ -223,11 +256,30 @@ impl fmt::Write for Escaper<'_> {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// Bytes written as they are by both escapings: printable ASCII but `"` and `\`.
+static PLAIN: [bool; 256] = {
+    let mut plain = [false; 256];
+    let mut b = 0x20;
+    while b < 0x7f {
+        plain[b] = b != b'"' as usize && b != b'\\' as usize;
+        b += 1;
+    }
+    plain
+};
+
+fn is_plain(s: &[u8]) -> bool {
+    s.iter().all(|&b| PLAIN[usize::from(b)])
+}
+
 /// Apache's `ap_escape_logitem`.
 fn escape_apache(out: &mut Vec<u8>, s: &[u8]) {
+    if is_plain(s) {
+        out.extend_from_slice(s);
+        return;
+    }
     let mut start = 0;
     for (i, &b) in s.iter().enumerate() {
-        if (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' {
+        if PLAIN[usize::from(b)] {
             continue;
         }
         out.extend_from_slice(&s[start..i]);
@@ -257,6 +309,10 @@ fn escape_apache(out: &mut Vec<u8>, s: &[u8]) {
 /// JSON string contents; each byte that is not part of valid UTF-8 becomes
 /// U+FFFD (as Go's encoders do), so the output is always valid JSON.
 fn escape_json(out: &mut Vec<u8>, s: &[u8]) {
+    if is_plain(s) {
+        out.extend_from_slice(s);
+        return;
+    }
     for chunk in s.utf8_chunks() {
         let valid = chunk.valid().as_bytes();
         let mut start = 0;
