@@ -85,18 +85,24 @@ impl ProxyError {
 
     /// One line: this error and its causes, joined with `: `.
     pub fn reason(&self) -> String {
-        let mut line = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(err) = source {
-            let text = err.to_string();
-            if !line.ends_with(&text) {
-                line.push_str(": ");
-                line.push_str(&text);
-            }
-            source = err.source();
-        }
-        line.replace(['\r', '\n'], " ")
+        one_line(self)
     }
+}
+
+/// An error and its causes on one line, joined with `: ` (a cause whose text
+/// the line already ends with is not repeated).
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = e.source();
+    }
+    line.replace(['\r', '\n'], " ")
 }
 
 /// The plain-text explanation sent with 400 when a request has no route.

@@ -525,8 +525,10 @@ impl Body for Logged {
             }
             Poll::Ready(Some(Err(err))) => {
                 if let Some(mut ex) = this.exchange.take() {
-                    let reason =
-                        format!("response body from origin failed: {}", chain(err.as_ref()));
+                    let reason = format!(
+                        "response body from origin failed: {}",
+                        crate::error::one_line(err.as_ref())
+                    );
                     ex.record.error = Some(reason);
                     ex.finish(*this.sent, Some(Instant::now()));
                 }
@@ -543,17 +545,6 @@ impl Body for Logged {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
-}
-
-fn chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        line.push_str(": ");
-        line.push_str(&e.to_string());
-        source = e.source();
-    }
-    line
 }
 
 pin_project_lite::pin_project! {
