@@ -16,7 +16,6 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::Protocol;
 use crate::body::ProxyBody;
 use crate::route::{Origin, Scheme};
 
@@ -65,8 +64,6 @@ pub enum Sender {
 pub struct Opened {
     /// How to send requests on it.
     pub sender: Sender,
-    /// Negotiated protocol.
-    pub protocol: Protocol,
     /// TCP connect time.
     pub connect: Duration,
     /// TLS handshake time (zero for plain HTTP).
@@ -115,7 +112,6 @@ pub async fn open(
         let max_streams = Arc::new(AtomicUsize::new(1));
         return Ok(Opened {
             sender: Sender::H1(sender),
-            protocol: Protocol::H1,
             connect,
             tls: Duration::ZERO,
             max_streams,
@@ -160,7 +156,6 @@ pub async fn open(
         tokio::spawn(drive(watched).instrument(span));
         return Ok(Opened {
             sender: Sender::H2(sender),
-            protocol: Protocol::H2,
             connect,
             tls,
             max_streams,
@@ -172,7 +167,6 @@ pub async fn open(
     tokio::spawn(drive(conn).instrument(span));
     Ok(Opened {
         sender: Sender::H1(sender),
-        protocol: Protocol::H1,
         connect,
         tls,
         max_streams: Arc::new(AtomicUsize::new(1)),

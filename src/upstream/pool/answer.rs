@@ -1,0 +1,85 @@
+//! Keeps a pool's DNS answer usable: the first request resolves inline, an
+//! expired answer is refreshed in the background while it still serves, and
+//! every address of a new answer passes the address guard before the state
+//! machine installs it.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::time::Instant;
+
+use super::Pool;
+use super::state::DnsStep;
+use crate::upstream::dns::Answer;
+use crate::upstream::{Timing, UpstreamError};
+
+impl Pool {
+    /// Makes sure there is a usable DNS answer; starts a background refresh
+    /// when one is due.
+    pub(super) async fn ensure_answer(
+        self: &Arc<Self>,
+        timing: &mut Timing,
+    ) -> Result<(), UpstreamError> {
+        let step = self.lock().dns_step(Instant::now());
+        match step {
+            DnsStep::Ready => {}
+            DnsStep::Refresh => {
+                let pool = self.clone();
+                tokio::spawn(async move { pool.refresh().await });
+            }
+            DnsStep::Resolve => {
+                let started = Instant::now();
+                self.counters.dns_refreshes.fetch_add(1, Ordering::Relaxed);
+                let answer = self
+                    .shared
+                    .dns
+                    .resolve(&self.origin.host, self.origin.port)
+                    .await?;
+                timing.dns = started.elapsed();
+                self.apply(answer);
+            }
+        }
+        Ok(())
+    }
+
+    /// Looks the origin up again; on failure keeps the last answer for a
+    /// while (`--dns-stale-grace`).
+    pub(super) async fn refresh(self: Arc<Self>) {
+        self.counters.dns_refreshes.fetch_add(1, Ordering::Relaxed);
+        let looked_up = self
+            .shared
+            .dns
+            .resolve(&self.origin.host, self.origin.port)
+            .await;
+        match looked_up {
+            Ok(answer) => self.apply(answer),
+            Err(err) => {
+                let kept = self
+                    .lock()
+                    .refresh_failed(Instant::now(), self.shared.stale_grace);
+                let error = &err as &dyn std::error::Error;
+                if kept {
+                    tracing::warn!(origin = %self.origin, error, "dns.refresh failed; keeping the last answer");
+                } else {
+                    tracing::warn!(origin = %self.origin, error, "dns.refresh failed; last answer too old, dropping it");
+                }
+            }
+        }
+    }
+
+    /// Installs a new answer: guard every address, drain the ones that left.
+    fn apply(&self, answer: Answer) {
+        let refused = answer.addrs.iter().find_map(|a| {
+            self.shared
+                .policy
+                .check_addr(&self.origin.host, a.ip())
+                .err()
+        });
+        let addrs = answer.addrs.clone();
+        let (changed, wake) = self.lock().apply_answer(answer, refused, Instant::now());
+        if changed {
+            tracing::debug!(origin = %self.origin, ?addrs, "dns.answer changed");
+        }
+        self.wake(wake);
+    }
+}

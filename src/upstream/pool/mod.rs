@@ -1,0 +1,371 @@
+//! The per-origin pool.
+//!
+//! States of a connection: *connecting* (counted on its address, not yet
+//! usable; the request that opened it waits for it) → *busy* (leased: an
+//! HTTP/1.1 connection carries one request, an HTTP/2 one up to the
+//! origin's `SETTINGS_MAX_CONCURRENT_STREAMS`) → *idle* (HTTP/1.1 only, at
+//! most `-c` kept, most recently used first) → *closed* (origin closed it,
+//! idle or lifetime timeout, its address left the DNS answer, or a request on
+//! it failed or timed out). Per address, open = idle + busy + connecting. A
+//! request that finds no capacity *waits* (FIFO through `Notify`) up to
+//! `--pool-wait-timeout`, then gets 503; whatever frees capacity wakes it.
+//!
+//! DNS: the answer is kept until its TTL runs out, then refreshed in the
+//! background while the old one serves. Addresses that leave the answer are
+//! *draining*: no new requests; idle connections close at once, busy ones
+//! when they finish. Every address of every answer passes the address guard
+//! first; one refused address refuses the origin (DNS rebinding).
+//!
+//! New connections go to the address with the fewest connections, then the
+//! fewest outstanding requests, ties broken at random, so load spreads over
+//! every address the endpoint publishes.
+//!
+//! Files: `state.rs` is the synchronous state machine (every decision above,
+//! with `now` passed in; property-tested in `state_tests.rs`), `lease.rs` the
+//! handles and leases it deals in; this file is the async layer around it
+//! (checkout, waiting, connect, send and retry); `answer.rs` keeps the DNS
+//! answer fresh; `shape.rs` shapes requests for h1/h2; `body.rs` holds the
+//! body wrappers.
+
+mod answer;
+mod body;
+mod lease;
+mod shape;
+pub mod state;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::Body;
+use http_body_util::BodyExt;
+use hyper::client::conn::{http1, http2};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+pub use body::{DoneSignal, UpstreamBody};
+pub use state::PoolStats;
+
+use super::conn::{self, ConnSettings, Sender};
+use super::dns::Dns;
+use super::{Protocol, Timing, UpstreamError};
+use crate::body::ProxyBody;
+use crate::config::PoolConfig;
+use crate::policy::Policy;
+use crate::route::{Origin, Scheme};
+use body::{Held, TryResult, with_response_timeout};
+use lease::{Handle, Lease, Opened, Ticket};
+use shape::{clone_head, is_retryable, rebuild, to_h1_form, to_h2_form};
+use state::{Limits, Slots, Take, Wake};
+
+/// What every pool shares.
+pub struct Shared {
+    /// Resolver.
+    pub dns: Dns,
+    /// Connection settings.
+    pub conn: ConnSettings,
+    /// Pool settings.
+    pub config: PoolConfig,
+    /// Address guard.
+    pub policy: Arc<Policy>,
+    /// A failed DNS refresh keeps the last answer this long.
+    pub stale_grace: Duration,
+    /// Connection ids.
+    pub next_id: AtomicU64,
+}
+
+/// Counters of one pool, read by metrics.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Connections opened (TCP + TLS + HTTP handshakes done).
+    pub handshakes: AtomicU64,
+    /// Connection attempts that failed.
+    pub connect_errors: AtomicU64,
+    /// DNS lookups done for this origin.
+    pub dns_refreshes: AtomicU64,
+    /// Requests retried on a fresh connection.
+    pub retries: AtomicU64,
+    /// Requests that had to wait for capacity.
+    pub queue_waits: AtomicU64,
+    /// Requests that waited past `--pool-wait-timeout`.
+    pub queue_timeouts: AtomicU64,
+    /// Requests sent.
+    pub requests: AtomicU64,
+}
+
+impl Handle for http1::SendRequest<ProxyBody> {
+    fn is_closed(&self) -> bool {
+        http1::SendRequest::is_closed(self)
+    }
+}
+
+/// The pool's handle on an HTTP/2 connection.
+#[derive(Clone)]
+pub(crate) struct H2Handle {
+    sender: http2::SendRequest<ProxyBody>,
+    max_streams: Arc<AtomicUsize>,
+}
+
+impl Handle for H2Handle {
+    fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+
+    fn max_streams(&self) -> usize {
+        self.max_streams.load(Ordering::Relaxed)
+    }
+}
+
+type H1Handle = http1::SendRequest<ProxyBody>;
+type PoolLease = Lease<H1Handle, H2Handle>;
+
+/// One origin's connections.
+pub struct Pool {
+    origin: Origin,
+    shared: Arc<Shared>,
+    slots: Mutex<Slots<H1Handle, H2Handle>>,
+    notify: Notify,
+    /// Counters for metrics.
+    pub counters: Counters,
+}
+
+/// Gives a ticket back as failed if the connect is abandoned midway.
+struct Connecting<'a> {
+    pool: &'a Pool,
+    ticket: Option<Ticket>,
+}
+
+impl Drop for Connecting<'_> {
+    fn drop(&mut self) {
+        if let Some(ticket) = self.ticket.take() {
+            let wake = self.pool.lock().connect_failed(ticket);
+            self.pool.wake(wake);
+        }
+    }
+}
+
+impl Pool {
+    /// An empty pool for `origin`.
+    pub fn new(origin: Origin, shared: Arc<Shared>) -> Self {
+        let protocol = (origin.scheme == Scheme::Http).then_some(Protocol::H1);
+        let limits = Limits::from_config(&shared.config);
+        Pool {
+            origin,
+            shared,
+            slots: Mutex::new(Slots::new(limits, protocol, Instant::now())),
+            notify: Notify::new(),
+            counters: Counters::default(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Slots<H1Handle, H2Handle>> {
+        // A panic while holding the lock leaves counts that are still usable.
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wake(&self, wake: Wake) {
+        match wake {
+            Wake::None => {}
+            Wake::One => self.notify.notify_one(),
+            Wake::All => self.notify.notify_waiters(),
+        }
+    }
+
+    /// Sends `req`; retries once on a fresh connection when a reused one
+    /// failed before the request left (README "The upstream pool").
+    pub async fn send(
+        self: &Arc<Self>,
+        mut req: Request<ProxyBody>,
+    ) -> Result<(Response<UpstreamBody>, Timing), UpstreamError> {
+        let started = Instant::now();
+        let mut timing = Timing::default();
+        let mut fresh = false;
+        loop {
+            let (mut held, reused) = self.checkout(&mut timing, fresh).await?;
+            let is_h2 = matches!(held.lease_mut(), Lease::H2(_));
+            timing.addr = Some(held.lease_mut().addr());
+            timing.reused = reused;
+            timing.protocol = if is_h2 { Protocol::H2 } else { Protocol::H1 };
+            if is_h2 {
+                to_h2_form(&mut req, self.origin.scheme);
+            } else {
+                to_h1_form(&mut req);
+            }
+            self.counters.requests.fetch_add(1, Ordering::Relaxed);
+            // A bodyless request can be rebuilt from its head if the
+            // connection turns out to be dead before any response byte.
+            let head = (reused && !fresh && req.body().is_end_stream()).then(|| clone_head(&req));
+            let (body_done_tx, body_done_rx) = tokio::sync::oneshot::channel();
+            let req_for_send = req.map(|b| DoneSignal::wrap(b, body_done_tx).boxed_unsync());
+            let sent_at = Instant::now();
+            let fut = match held.lease_mut() {
+                Lease::H1(c) => SendFut::H1(c.handle.try_send_request(req_for_send)),
+                Lease::H2(s) => SendFut::H2(s.handle.sender.try_send_request(req_for_send)),
+            };
+            let limit = self.shared.config.response_timeout;
+            match with_response_timeout(fut.run(), body_done_rx, limit).await {
+                None => {
+                    held.finish(false);
+                    return Err(UpstreamError::Timeout(limit));
+                }
+                Some(Ok(resp)) => {
+                    timing.header = sent_at.elapsed();
+                    timing.total = started.elapsed();
+                    let resp = resp.map(|body| UpstreamBody::new(body, held));
+                    return Ok((resp, timing));
+                }
+                Some(Err(mut err)) => {
+                    held.finish(false);
+                    let recovered = err.take_message();
+                    let recovered = recovered
+                        .or_else(|| head.filter(|_| is_retryable(err.error())).map(rebuild));
+                    match recovered {
+                        Some(again) if reused && !fresh => {
+                            tracing::debug!(origin = %self.origin, error = err.error() as &dyn std::error::Error, "retrying on a fresh connection");
+                            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                            timing.retries += 1;
+                            fresh = true;
+                            req = again;
+                        }
+                        _ => return Err(UpstreamError::Request(err.into_error())),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finds or opens capacity for one request; true when it is reused.
+    async fn checkout(
+        self: &Arc<Self>,
+        timing: &mut Timing,
+        fresh: bool,
+    ) -> Result<(Held, bool), UpstreamError> {
+        self.ensure_answer(timing).await?;
+        let wait_started = Instant::now();
+        let deadline = wait_started + self.shared.config.wait_timeout;
+        let mut waited = false;
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (take, wake) = self.lock().take(Instant::now(), fresh);
+            self.wake(wake);
+            if waited && !matches!(take, Take::Wait) {
+                timing.queue = wait_started.elapsed();
+            }
+            match take {
+                Take::Refused(refused) => return Err(UpstreamError::Refused(refused)),
+                Take::Reuse(lease) => {
+                    let mut held = Held::new(lease, self.clone());
+                    if let Lease::H1(conn) = held.lease_mut()
+                        && conn.handle.ready().await.is_err()
+                    {
+                        // Closed by the origin while idle: never handed out.
+                        continue;
+                    }
+                    return Ok((held, true));
+                }
+                Take::Connect(ticket) => {
+                    let lease = self.connect(ticket, timing).await?;
+                    return Ok((Held::new(lease, self.clone()), false));
+                }
+                Take::Wait => {
+                    if !waited {
+                        waited = true;
+                        self.counters.queue_waits.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                        self.counters.queue_timeouts.fetch_add(1, Ordering::Relaxed);
+                        return Err(UpstreamError::PoolTimeout(self.shared.config.wait_timeout));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens the connection `ticket` stands for and leases it.
+    async fn connect(
+        self: &Arc<Self>,
+        ticket: Ticket,
+        timing: &mut Timing,
+    ) -> Result<PoolLease, UpstreamError> {
+        let addr = ticket.addr;
+        let mut guard = Connecting {
+            pool: self,
+            ticket: Some(ticket),
+        };
+        let opened = match conn::open(&self.origin, addr, &self.shared.conn).await {
+            Ok(o) => o,
+            Err(err) => {
+                self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
+                return Err(UpstreamError::Connect(err));
+            }
+        };
+        let ticket = guard.ticket.take().expect("the ticket is given back once");
+        self.counters.handshakes.fetch_add(1, Ordering::Relaxed);
+        timing.connect = opened.connect;
+        timing.tls = opened.tls;
+        let opened = match opened.sender {
+            Sender::H1(sender) => Opened::H1(sender),
+            Sender::H2(sender) => Opened::H2(H2Handle {
+                sender,
+                max_streams: opened.max_streams,
+            }),
+        };
+        let (lease, wake) = self.lock().connected(ticket, opened, Instant::now());
+        self.wake(wake);
+        Ok(lease)
+    }
+
+    /// Takes a lease back; `reusable` when its exchange completed cleanly.
+    fn release(&self, lease: PoolLease, reusable: bool) {
+        let wake = self.lock().release(lease, reusable, Instant::now());
+        self.wake(wake);
+    }
+
+    /// Opens one connection ahead of traffic (prewarm) unless one is open.
+    pub async fn warm(self: &Arc<Self>) -> Result<(), UpstreamError> {
+        if !self.lock().claim_warm() {
+            return Ok(());
+        }
+        let mut timing = Timing::default();
+        let result = self.checkout(&mut timing, true).await;
+        self.lock().warm_done();
+        let (held, _) = result?;
+        held.finish(true);
+        Ok(())
+    }
+
+    /// Closes idle connections past their time; true when the pool holds
+    /// nothing and has not been used for `unused`.
+    pub fn sweep(&self, unused: Duration) -> bool {
+        let (empty, wake) = self.lock().sweep(Instant::now(), unused);
+        self.wake(wake);
+        empty
+    }
+
+    /// A snapshot for metrics.
+    pub fn stats(&self) -> PoolStats {
+        self.lock().stats()
+    }
+
+    /// The origin this pool serves.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+}
+
+enum SendFut<A, B> {
+    H1(A),
+    H2(B),
+}
+
+impl<A: Future<Output = TryResult>, B: Future<Output = TryResult>> SendFut<A, B> {
+    async fn run(self) -> TryResult {
+        match self {
+            SendFut::H1(f) => f.await,
+            SendFut::H2(f) => f.await,
+        }
+    }
+}

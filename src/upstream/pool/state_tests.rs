@@ -1,0 +1,480 @@
+//! The state machine driven without sockets: a few named cases, then random
+//! sequences of takes, connects, releases, closes, clock steps and DNS
+//! answers checked against the pool's invariants after every step.
+
+use std::cell::Cell;
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+use super::*;
+
+/// A connection handle a test controls: closed when its flag is set.
+#[derive(Debug, Clone)]
+struct Fake {
+    closed: Rc<Cell<bool>>,
+    max_streams: usize,
+}
+
+impl Handle for Fake {
+    fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
+    fn max_streams(&self) -> usize {
+        self.max_streams
+    }
+}
+
+fn fake(max_streams: usize) -> Fake {
+    Fake {
+        closed: Rc::new(Cell::new(false)),
+        max_streams,
+    }
+}
+
+type Machine = Slots<Fake, Fake>;
+
+impl Machine {
+    /// Checks the invariants the property tests hold the machine to.
+    fn check(&self) -> Result<(), String> {
+        let mut seen: HashMap<SocketAddr, Load> = HashMap::new();
+        for i in &self.idle {
+            seen.entry(i.conn.addr).or_default().conns += 1;
+        }
+        for c in &self.h2 {
+            let l = seen.entry(c.addr).or_default();
+            l.conns += 1;
+            l.outstanding += c.in_flight;
+            if c.in_flight > c.handle.max_streams().max(1) {
+                return Err(format!("{} streams over the limit", c.in_flight));
+            }
+        }
+        let mut connecting = 0;
+        let mut busy = 0;
+        for (addr, l) in &self.load {
+            if l.is_empty() {
+                return Err(format!("empty load kept for {addr}"));
+            }
+            let s = seen.entry(*addr).or_default();
+            s.conns += l.busy + l.connecting;
+            s.outstanding += l.busy + l.connecting + l.detached;
+            s.busy = l.busy;
+            s.connecting = l.connecting;
+            s.detached = l.detached;
+            connecting += l.connecting;
+            busy += l.busy;
+        }
+        for (addr, s) in &seen {
+            let l = self.load.get(addr).copied().unwrap_or_default();
+            if l != *s {
+                return Err(format!(
+                    "{addr}: kept {l:?}, counted open = idle + busy + connecting + h2 as {s:?}"
+                ));
+            }
+        }
+        if connecting != self.connecting || busy != self.h1_busy {
+            return Err(format!(
+                "totals: connecting {} vs {connecting}, busy {} vs {busy}",
+                self.connecting, self.h1_busy
+            ));
+        }
+        if self.idle.len() > self.limits.keepalive_conns {
+            return Err(format!("{} idle over -c", self.idle.len()));
+        }
+        match self.protocol {
+            Some(Protocol::H2) if self.h2.len() + self.connecting > self.limits.h2_conns => {
+                Err(format!("{} h2 connections over --h2-conns", self.h2.len()))
+            }
+            Some(Protocol::H1) | None
+                if self.limits.max_conns_per_host != 0
+                    && self.h1_open() > self.limits.max_conns_per_host =>
+            {
+                Err(format!("{} h1 connections over the cap", self.h1_open()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The addresses new requests may go to.
+    fn current(&self) -> &[SocketAddr] {
+        &self.current
+    }
+}
+
+fn addr(n: u8) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, n], 443))
+}
+
+fn limits() -> Limits {
+    Limits {
+        keepalive_conns: 2,
+        max_conns_per_host: 2,
+        h2_conns: 2,
+        idle_timeout: Duration::from_millis(100),
+        max_conn_lifetime: Duration::from_secs(1),
+    }
+}
+
+fn answer(addrs: &[SocketAddr]) -> Answer {
+    Answer {
+        addrs: addrs.to_vec(),
+        valid_until: None,
+    }
+}
+
+fn machine(limits: Limits, protocol: Option<Protocol>, now: Instant) -> Machine {
+    let mut m = Machine::new(limits, protocol, now);
+    let _ = m.apply_answer(answer(&[addr(1)]), None, now);
+    m
+}
+
+fn connect_h1(m: &mut Machine, now: Instant) -> Lease<Fake, Fake> {
+    let (Take::Connect(ticket), _) = m.take(now, false) else {
+        panic!("expected a connect")
+    };
+    m.connected(ticket, Opened::H1(fake(1)), now).0
+}
+
+#[test]
+fn h1_connection_is_reused_after_release() {
+    let now = Instant::now();
+    let mut m = machine(limits(), Some(Protocol::H1), now);
+    let lease = connect_h1(&mut m, now);
+    assert_eq!(m.release(lease, true, now), Wake::One);
+    assert!(matches!(m.take(now, false).0, Take::Reuse(Lease::H1(_))));
+    m.check().unwrap();
+}
+
+#[test]
+fn h1_requests_beyond_the_cap_wait_and_a_release_wakes_one() {
+    let now = Instant::now();
+    let mut m = machine(limits(), Some(Protocol::H1), now);
+    let a = connect_h1(&mut m, now);
+    let _b = connect_h1(&mut m, now);
+    assert!(matches!(m.take(now, false).0, Take::Wait));
+    assert_eq!(m.release(a, true, now), Wake::One);
+    assert!(matches!(m.take(now, false).0, Take::Reuse(_)));
+    m.check().unwrap();
+}
+
+#[test]
+fn a_retry_at_the_cap_closes_an_idle_connection_instead_of_waiting() {
+    let now = Instant::now();
+    let mut m = machine(limits(), Some(Protocol::H1), now);
+    let a = connect_h1(&mut m, now);
+    let _b = connect_h1(&mut m, now);
+    let _ = m.release(a, true, now);
+    assert!(matches!(m.take(now, true).0, Take::Connect(_)));
+    assert_eq!(m.stats().idle, 0);
+    m.check().unwrap();
+}
+
+#[test]
+fn unknown_protocol_waits_for_the_first_handshake() {
+    let now = Instant::now();
+    let mut m = machine(limits(), None, now);
+    let (Take::Connect(ticket), _) = m.take(now, false) else {
+        panic!("first request connects")
+    };
+    assert!(matches!(m.take(now, false).0, Take::Wait));
+    let (_lease, wake) = m.connected(ticket, Opened::H2(fake(10)), now);
+    assert_eq!(wake, Wake::All);
+    assert!(matches!(m.take(now, false).0, Take::Reuse(Lease::H2(_))));
+    assert_eq!(m.stats().h2_streams, 2);
+    m.check().unwrap();
+}
+
+#[test]
+fn idle_connections_close_after_the_idle_timeout() {
+    let now = Instant::now();
+    let mut m = machine(limits(), Some(Protocol::H1), now);
+    let lease = connect_h1(&mut m, now);
+    let _ = m.release(lease, true, now);
+    assert_eq!(m.prune(now + Duration::from_millis(99)), Wake::None);
+    assert_eq!(m.prune(now + Duration::from_millis(100)), Wake::All);
+    assert_eq!(m.stats().open, 0);
+    m.check().unwrap();
+}
+
+#[test]
+fn an_address_that_leaves_the_answer_drains() {
+    let now = Instant::now();
+    let mut m = machine(limits(), Some(Protocol::H1), now);
+    let idle = connect_h1(&mut m, now);
+    let busy = connect_h1(&mut m, now);
+    let _ = m.release(idle, true, now);
+    let (changed, _) = m.apply_answer(answer(&[addr(2)]), None, now);
+    assert!(changed);
+    assert_eq!(m.stats().idle, 0, "the idle connection closes at once");
+    assert_eq!(m.stats().busy, 1, "the busy one finishes its request");
+    let _ = m.release(busy, true, now);
+    assert_eq!(m.stats().open, 0, "and is not kept");
+    let (Take::Connect(ticket), _) = m.take(now, false) else {
+        panic!("new requests connect to the new address")
+    };
+    assert_eq!(ticket.addr, addr(2));
+    let _ = m.connect_failed(ticket);
+    m.check().unwrap();
+}
+
+#[test]
+fn a_failed_refresh_keeps_a_young_answer_and_drops_an_old_one() {
+    let now = Instant::now();
+    let mut m = machine(limits(), None, now);
+    let grace = Duration::from_secs(10);
+    assert!(m.refresh_failed(now + Duration::from_secs(9), grace));
+    assert_eq!(m.dns_step(now + Duration::from_secs(9)), DnsStep::Ready);
+    assert!(!m.refresh_failed(now + Duration::from_secs(11), grace));
+    assert_eq!(m.dns_step(now + Duration::from_secs(11)), DnsStep::Resolve);
+}
+
+#[test]
+fn an_expired_answer_is_refreshed_once_in_the_background() {
+    let now = Instant::now();
+    let mut m = Machine::new(limits(), None, now);
+    let expires = Answer {
+        addrs: vec![addr(1)],
+        valid_until: Some(now + Duration::from_secs(2)),
+    };
+    let _ = m.apply_answer(expires, None, now);
+    assert_eq!(m.dns_step(now + Duration::from_secs(1)), DnsStep::Ready);
+    let later = now + Duration::from_secs(2);
+    assert_eq!(m.dns_step(later), DnsStep::Refresh);
+    assert_eq!(m.dns_step(later), DnsStep::Ready, "one refresh at a time");
+}
+
+#[test]
+fn a_refused_answer_refuses_every_request() {
+    let now = Instant::now();
+    let mut m = Machine::new(limits(), None, now);
+    let refused = crate::policy::PolicyError::HostDenied("x".into());
+    let _ = m.apply_answer(answer(&[addr(1)]), Some(refused), now);
+    assert!(matches!(m.take(now, false).0, Take::Refused(_)));
+}
+
+/// One step of a random run.
+#[derive(Debug, Clone)]
+enum Op {
+    Take {
+        fresh: bool,
+    },
+    ConnectOk(usize),
+    ConnectFail(usize),
+    Release(usize, bool),
+    /// The origin closes a connection; the sweeper notices.
+    Close(usize),
+    /// Time passes; the sweeper runs.
+    Advance(u64),
+    /// A new DNS answer: a non-empty subset of four addresses.
+    Answer(u8),
+    /// A waiter reaches `--pool-wait-timeout`.
+    GiveUp,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => any::<bool>().prop_map(|fresh| Op::Take { fresh }),
+        3 => any::<usize>().prop_map(Op::ConnectOk),
+        1 => any::<usize>().prop_map(Op::ConnectFail),
+        4 => (any::<usize>(), any::<bool>()).prop_map(|(i, r)| Op::Release(i, r)),
+        1 => any::<usize>().prop_map(Op::Close),
+        1 => (0u64..250).prop_map(Op::Advance),
+        1 => (1u8..16).prop_map(Op::Answer),
+        1 => Just(Op::GiveUp),
+    ]
+}
+
+/// The machine plus everything the async layer would hold around it.
+struct Run {
+    m: Machine,
+    now: Instant,
+    h2: bool,
+    max_streams: usize,
+    tickets: Vec<Ticket>,
+    leases: Vec<Lease<Fake, Fake>>,
+    /// Waiting requests, FIFO, with whether each wants a fresh connection.
+    waiters: VecDeque<bool>,
+    flags: Vec<Rc<Cell<bool>>>,
+}
+
+impl Run {
+    fn take(&mut self, fresh: bool) -> Result<Wake, TestCaseError> {
+        let (take, wake) = self.m.take(self.now, fresh);
+        match take {
+            Take::Reuse(lease) => {
+                prop_assert!(
+                    self.m.current().contains(&lease.addr()),
+                    "a draining address got a request"
+                );
+                self.leases.push(lease);
+            }
+            Take::Connect(ticket) => {
+                prop_assert!(
+                    self.m.current().contains(&ticket.addr),
+                    "a connection opened to a draining address"
+                );
+                self.tickets.push(ticket);
+            }
+            Take::Wait => self.waiters.push_back(fresh),
+            Take::Refused(_) => prop_assert!(false, "nothing is refused here"),
+        }
+        Ok(wake)
+    }
+
+    /// Delivers wakes as `Notify` would: one waiter, or every waiter.
+    fn wake(&mut self, wake: Wake) -> Result<(), TestCaseError> {
+        let mut pending = vec![wake];
+        let mut rounds = 0;
+        while let Some(wake) = pending.pop() {
+            rounds += 1;
+            prop_assert!(rounds < 1000, "wakes never settle");
+            let woken = match wake {
+                Wake::None => 0,
+                Wake::One => 1.min(self.waiters.len()),
+                Wake::All => self.waiters.len(),
+            };
+            let retry: Vec<bool> = self.waiters.drain(..woken).collect();
+            for fresh in retry {
+                let w = self.take(fresh)?;
+                pending.push(w);
+            }
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, op: Op) -> Result<(), TestCaseError> {
+        let wake = match op {
+            Op::Take { fresh } => self.take(fresh)?,
+            Op::ConnectOk(i) if !self.tickets.is_empty() => {
+                let ticket = self.tickets.remove(i % self.tickets.len());
+                let handle = fake(self.max_streams);
+                self.flags.push(handle.closed.clone());
+                let opened = if self.h2 {
+                    Opened::H2(handle)
+                } else {
+                    Opened::H1(handle)
+                };
+                let (lease, wake) = self.m.connected(ticket, opened, self.now);
+                self.leases.push(lease);
+                wake
+            }
+            Op::ConnectFail(i) if !self.tickets.is_empty() => {
+                let ticket = self.tickets.remove(i % self.tickets.len());
+                self.m.connect_failed(ticket)
+            }
+            Op::Release(i, reusable) if !self.leases.is_empty() => {
+                let lease = self.leases.remove(i % self.leases.len());
+                self.m.release(lease, reusable, self.now)
+            }
+            Op::Close(i) if !self.flags.is_empty() => {
+                self.flags[i % self.flags.len()].set(true);
+                self.m.prune(self.now)
+            }
+            Op::Advance(ms) => {
+                self.now += Duration::from_millis(ms);
+                self.m.prune(self.now)
+            }
+            Op::Answer(mask) => {
+                let addrs: Vec<SocketAddr> = (0..4u8)
+                    .filter(|b| mask & (1 << b) != 0)
+                    .map(|b| addr(b + 1))
+                    .collect();
+                self.m.apply_answer(answer(&addrs), None, self.now).1
+            }
+            Op::GiveUp => {
+                self.waiters.pop_front();
+                Wake::None
+            }
+            _ => Wake::None,
+        };
+        self.wake(wake)?;
+        if let Err(broken) = self.m.check() {
+            prop_assert!(false, "{}", broken);
+        }
+        // Nobody waits while a take would succeed.
+        for &fresh in &self.waiters {
+            let mut probe = self.m.clone();
+            let (take, _) = probe.take(self.now, fresh);
+            prop_assert!(
+                matches!(take, Take::Wait),
+                "a waiter (fresh: {}) was left asleep while capacity was free",
+                fresh
+            );
+        }
+        Ok(())
+    }
+
+    /// Finishes every request; the pool must end with no request counted.
+    fn drain(&mut self) -> Result<(), TestCaseError> {
+        self.waiters.clear();
+        for ticket in std::mem::take(&mut self.tickets) {
+            let _ = self.m.connect_failed(ticket);
+        }
+        for lease in std::mem::take(&mut self.leases) {
+            let _ = self.m.release(lease, true, self.now);
+        }
+        if let Err(broken) = self.m.check() {
+            prop_assert!(false, "{}", broken);
+        }
+        let stats = self.m.stats();
+        prop_assert_eq!(stats.busy, 0);
+        prop_assert_eq!(stats.h2_streams, 0);
+        prop_assert_eq!(stats.open, stats.idle + stats.h2_conns);
+        self.now += Duration::from_secs(5);
+        let _ = self.m.prune(self.now);
+        prop_assert_eq!(self.m.stats().open, 0);
+        prop_assert!(
+            self.m.load.is_empty(),
+            "addresses left counted: {:?}",
+            self.m.load
+        );
+        Ok(())
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn invariants_hold_over_random_runs(
+        h2 in any::<bool>(),
+        known in any::<bool>(),
+        keepalive_conns in 0usize..4,
+        max_conns_per_host in 0usize..4,
+        h2_conns in 1usize..3,
+        max_streams in 1usize..4,
+        first in 1u8..16,
+        ops in proptest::collection::vec(op(), 1..120),
+    ) {
+        let now = Instant::now();
+        let limits = Limits {
+            keepalive_conns,
+            max_conns_per_host,
+            h2_conns,
+            idle_timeout: Duration::from_millis(100),
+            max_conn_lifetime: Duration::from_millis(400),
+        };
+        // A plain-HTTP origin is known to speak HTTP/1.1 from the start.
+        let protocol = (known && !h2).then_some(Protocol::H1);
+        let mut run = Run {
+            m: Machine::new(limits, protocol, now),
+            now,
+            h2,
+            max_streams,
+            tickets: Vec::new(),
+            leases: Vec::new(),
+            waiters: VecDeque::new(),
+            flags: Vec::new(),
+        };
+        run.step(Op::Answer(first))?;
+        for op in ops {
+            run.step(op)?;
+        }
+        run.drain()?;
+    }
+}
