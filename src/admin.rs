@@ -14,7 +14,8 @@ use serde::Serialize;
 use crate::body::{self, ProxyBody};
 use crate::metrics::{self, Metrics};
 
-/// The admin endpoints.
+/// The admin endpoints (a cheap clonable handle).
+#[derive(Clone)]
 pub struct Admin {
     metrics: Arc<Metrics>,
     draining: Arc<AtomicBool>,
@@ -161,19 +162,19 @@ fn json(value: &impl Serialize, pretty: bool) -> String {
 }
 
 /// Serves only the admin endpoints on `--metrics-listen`.
-pub async fn serve_admin(listener: tokio::net::TcpListener, service: Arc<crate::service::Service>) {
+pub async fn serve_admin(listener: tokio::net::TcpListener, admin: Admin) {
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let service = service.clone();
+        let admin = admin.clone();
         tokio::spawn(async move {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let service = service.clone();
+                let admin = admin.clone();
                 async move {
-                    let resp = service.admin.serve(req.uri()).unwrap_or_else(|| {
+                    let resp = admin.serve(req.uri()).unwrap_or_else(|| {
                         let mut r = Response::new(body::full("not found\n"));
                         *r.status_mut() = StatusCode::NOT_FOUND;
                         r

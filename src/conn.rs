@@ -13,7 +13,8 @@ use hyper_util::server::graceful::Watcher;
 use tokio::net::TcpStream;
 
 use crate::config::{LimitsConfig, ListenerConfig};
-use crate::service::{ConnInfo, Service};
+use crate::exchange::ConnInfo;
+use crate::proxy::Handler;
 
 /// The connection builder, configured once.
 pub fn builder(listener: &ListenerConfig, limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
@@ -35,7 +36,7 @@ pub fn builder(listener: &ListenerConfig, limits: &LimitsConfig) -> auto::Builde
 pub async fn serve(
     stream: TcpStream,
     info: ConnInfo,
-    service: Arc<Service>,
+    service: Arc<Handler>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     listener: &ListenerConfig,
     watcher: Watcher,

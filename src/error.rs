@@ -1,10 +1,13 @@
 //! `ProxyError`: every outcome a client can see when the proxy answers for
-//! itself, mapped to a status in one `match`.
+//! itself, mapped to a status in one `match`; `error_response` is the
+//! response that carries it.
 
 use std::time::Duration;
 
-use http::StatusCode;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
 
+use crate::body::{self, ProxyBody};
 use crate::policy::PolicyError;
 use crate::route::RouteError;
 use crate::sign::SignError;
@@ -103,6 +106,34 @@ pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
         source = e.source();
     }
     line.replace(['\r', '\n'], " ")
+}
+
+/// A response the proxy makes itself: status, `text/plain`, one line (the
+/// 400 for a missing route adds the Host convention).
+pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
+    let status = err.status();
+    let mut text = format!(
+        "{} {}: {}\n",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        err.reason()
+    );
+    if matches!(err, ProxyError::Route(_) | ProxyError::NoRoute { .. }) {
+        text.push('\n');
+        text.push_str(HOST_CONVENTION);
+    }
+    let mut resp = Response::new(body::full(text));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if let ProxyError::RateLimited(after) = err {
+        let secs = after.as_secs().max(1);
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    resp
 }
 
 /// The plain-text explanation sent with 400 when a request has no route.

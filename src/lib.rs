@@ -1,15 +1,23 @@
 //! ccnproxy: a proxy that makes AWS API calls fast from anywhere.
 //!
-//! Modules, in the order a request meets them:
+//! Modules, in the order a request meets them; each imports only from the
+//! ones after it (`tests/module_graph.rs` checks that no two files import
+//! each other):
 //! - `config`: flags, `--config` TOML and `CCNPROXY_*` → `Config`.
-//! - `listener`, `conn`: the client socket and one client connection.
-//! - `service`: the request path; `route` and `pattern` decide where a request
-//!   goes, `policy` whether it may, `rewrite` what its headers become,
-//!   `sign` re-signs it, `tunnel` handles CONNECT.
-//! - `upstream`: the per-origin pool (DNS, TLS, HTTP/1.1 and HTTP/2) and `Timing`.
-//! - `accesslog`, `metrics`, `admin`: what operators see; `ratelimit`: the
-//!   per-client budget (`--rate-limit`), keyed like the per-client metrics.
-//! - `scope`, `body`, `error`, `shutdown`: shared pieces.
+//! - `listener` → `conn`: the client socket, one client connection.
+//! - `proxy`: the request path as phases (route → admit → authorize → build
+//!   → send → respond) over a shared `proxy::Handler`; `tunnel` takes
+//!   CONNECT, `admin` the proxy's own endpoints.
+//! - `exchange`: one request's account and the body wrappers that keep it;
+//!   it writes the access-log line exactly once.
+//! - `route` and `pattern` decide where a request goes, `policy` whether it
+//!   may, `rewrite` what its headers become, `sign` re-signs it,
+//!   `ratelimit` is the per-client budget.
+//! - `upstream`: the per-origin pool (DNS, TLS, HTTP/1.1 and HTTP/2) and
+//!   `Timing`.
+//! - `accesslog`, `metrics`: what operators see.
+//! - Leaves, importing nothing of the proxy: `origin` (`Origin`, `Scheme`),
+//!   `body`, `scope`, `shutdown`; `error` maps every failure to a status.
 
 pub mod accesslog;
 pub mod admin;
@@ -17,15 +25,17 @@ pub mod body;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod exchange;
 pub mod listener;
 pub mod metrics;
+pub mod origin;
 pub mod pattern;
 pub mod policy;
+pub mod proxy;
 pub mod ratelimit;
 pub mod rewrite;
 pub mod route;
 pub mod scope;
-pub mod service;
 pub mod shutdown;
 pub mod sign;
 pub mod tunnel;
@@ -76,7 +86,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), RunError> {
     let policy = Arc::new(policy::Policy::new(&config.policy).map_err(RunError::Config)?);
-    let router = route::Router::new(&config.route).map_err(RunError::Config)?;
     let upstream = upstream::Upstream::new(&config.pool, &config.dns, &config.tls, policy.clone())?;
     let signer = if config.sign.enabled {
         Some(Arc::new(sign::Signer::new(&config.sign).await?))
@@ -96,20 +105,21 @@ pub async fn run(
     });
     let draining = Arc::new(AtomicBool::new(false));
     let (stop_tunnels, tunnels_stopped) = tokio::sync::watch::channel(false);
-    let service = Arc::new(service::Service {
-        router,
-        policy,
-        upstream: upstream.clone(),
-        signer,
-        log,
-        metrics: metrics.clone(),
-        admin: admin::Admin::new(metrics.clone(), draining.clone()),
-        limiter: ratelimit::RateLimiter::from_config(&config.limits),
-        max_uri_bytes: config.limits.max_uri_bytes,
-        tunnel_idle_timeout: config.pool.idle_timeout,
-        connect_timeout: config.pool.connect_timeout,
-        stop_tunnels: tunnels_stopped,
-    });
+    let admin = admin::Admin::new(metrics.clone(), draining.clone());
+    let handler = proxy::Handler::new(
+        &config,
+        proxy::Parts {
+            policy,
+            upstream: upstream.clone(),
+            signer,
+            log,
+            metrics: metrics.clone(),
+            admin: admin.clone(),
+            stop_tunnels: tunnels_stopped,
+        },
+    )
+    .map_err(RunError::Config)?;
+    let handler = Arc::new(handler);
 
     let addr = config.listener.addr;
     let listener = listener::bind(addr).map_err(|source| RunError::Listen { addr, source })?;
@@ -149,10 +159,7 @@ pub async fn run(
                 "ccnproxy {} admin listening on {shown}",
                 env!("CARGO_PKG_VERSION")
             );
-            Some(tokio::spawn(admin::serve_admin(
-                admin_listener,
-                service.clone(),
-            )))
+            Some(tokio::spawn(admin::serve_admin(admin_listener, admin)))
         }
         None => None,
     };
@@ -166,7 +173,7 @@ pub async fn run(
         mut tasks,
     } = listener::accept_loop(
         listener,
-        service.clone(),
+        handler.clone(),
         config.listener.clone(),
         config.limits.clone(),
         shutdown,
@@ -189,7 +196,7 @@ pub async fn run(
     if let Some(task) = admin_task {
         task.abort();
     }
-    drop(service);
+    drop(handler);
     // Connections still open past the grace time hold log handles; give the
     // writer a bounded time to flush what is queued rather than wait for them.
     if tokio::time::timeout(std::time::Duration::from_secs(5), writer.close())

@@ -13,7 +13,8 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::{LimitsConfig, ListenerConfig};
-use crate::service::{ConnInfo, Service};
+use crate::exchange::ConnInfo;
+use crate::proxy::Handler;
 
 /// Binds `addr`, unless the process was handed a listening socket.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -58,7 +59,7 @@ pub struct Draining {
 /// Accepts until `stop` resolves; returns the connections still open.
 pub async fn accept_loop(
     listener: TcpListener,
-    service: Arc<Service>,
+    service: Arc<Handler>,
     config: ListenerConfig,
     limits: LimitsConfig,
     stop: impl std::future::Future<Output = ()>,
@@ -100,7 +101,7 @@ pub async fn accept_loop(
         let config = config.clone();
         let watcher = graceful.watcher();
         let span = tracing::debug_span!("conn", %peer);
-        let open = service.metrics.client_connection();
+        let open = service.client_connection();
         tasks.spawn(
             async move {
                 let _open = open;

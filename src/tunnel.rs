@@ -5,92 +5,121 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::watch;
 
 use crate::body::{self, ProxyBody};
 use crate::error::ProxyError;
-use crate::rewrite::CHOCON_ID;
-use crate::service::{Exchange, Service, error_response};
+use crate::exchange::Exchange;
+use crate::policy::Policy;
+use crate::upstream::Upstream;
 
-/// Answers a CONNECT: 200 and a spawned tunnel, or an error response.
-pub async fn start(
-    service: &Arc<Service>,
-    mut ex: Exchange,
-    req: &mut Request<Incoming>,
-    host: String,
-    port: u16,
-) -> Response<ProxyBody> {
-    let target = format!("{host}:{port}");
-    ex.record.origin = Some(format!("tcp://{target}"));
-    let upstream = match open(service, &host, port).await {
-        Ok(s) => s,
-        Err(err) => {
-            ex.record.error = Some(err.reason());
-            let mut resp = error_response(&err);
-            resp.headers_mut().insert(&CHOCON_ID, ex.request_id.clone());
-            return ex.respond(resp);
-        }
-    };
-    ex.record.status = 200;
-    let on_upgrade = hyper::upgrade::on(req);
-    let idle = service.tunnel_idle_timeout;
-    let mut stop = service.stop_tunnels.clone();
-    tokio::spawn(async move {
-        let client = match on_upgrade.await {
-            Ok(u) => u,
-            Err(err) => {
-                ex.record.error = Some(format!("client connection was not handed over: {err}"));
-                ex.finish(0, None);
-                return;
-            }
-        };
-        let mut client = TokioIo::new(client);
-        let mut upstream = tokio_io_timeout::TimeoutStream::new(upstream);
-        upstream.set_read_timeout(Some(idle));
-        let mut upstream = Box::pin(upstream);
-        let copied = tokio::select! {
-            r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => r,
-            _ = stop.wait_for(|stopped| *stopped) => Err(std::io::Error::other("proxy shut down")),
-        };
-        let (up, down) = match copied {
-            Ok(counts) => counts,
-            Err(err) => {
-                ex.record.error = Some(format!("tunnel ended: {err}"));
-                (0, 0)
-            }
-        };
-        ex.received.store(up, std::sync::atomic::Ordering::Relaxed);
-        ex.finish(down, None);
-    });
-    let mut resp = Response::new(body::empty());
-    *resp.status_mut() = StatusCode::OK;
-    // The record is written when the tunnel closes, not now.
-    resp
+/// What CONNECT needs: the policy, the resolver, two timeouts and the
+/// shutdown signal for open tunnels.
+pub struct Tunnels {
+    policy: Arc<Policy>,
+    upstream: Arc<Upstream>,
+    /// A tunnel gives up after this much idle time.
+    idle_timeout: Duration,
+    /// Time allowed to reach the target.
+    connect_timeout: Duration,
+    /// Turns true when shutdown's grace time is over: tunnels close.
+    stop: watch::Receiver<bool>,
 }
 
-async fn open(service: &Service, host: &str, port: u16) -> Result<TcpStream, ProxyError> {
-    service.policy.check_host(host)?;
-    let answer = service.upstream.resolve(host, port).await?;
-    let mut last = None;
-    for addr in &answer {
-        match tokio::time::timeout(service.connect_timeout, TcpStream::connect(addr)).await {
-            Ok(Ok(s)) => return Ok(s),
-            Ok(Err(e)) => last = Some((*addr, e)),
-            Err(_) => last = Some((*addr, std::io::Error::from(std::io::ErrorKind::TimedOut))),
+impl Tunnels {
+    /// CONNECT through `upstream`'s resolver under `policy`.
+    pub fn new(
+        policy: Arc<Policy>,
+        upstream: Arc<Upstream>,
+        idle_timeout: Duration,
+        connect_timeout: Duration,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Tunnels {
+            policy,
+            upstream,
+            idle_timeout,
+            connect_timeout,
+            stop,
         }
     }
-    let (addr, source) = last.unwrap_or_else(|| {
-        (
-            SocketAddr::from(([0, 0, 0, 0], port)),
-            std::io::Error::other("no address"),
-        )
-    });
-    Err(ProxyError::Tunnel {
-        target: format!("{host}:{port} ({addr})"),
-        source,
-    })
+
+    /// Answers a CONNECT: 200 and a spawned tunnel, or an error response.
+    pub async fn start<B>(
+        &self,
+        mut ex: Exchange,
+        req: &mut Request<B>,
+        host: String,
+        port: u16,
+    ) -> Response<ProxyBody> {
+        let target = format!("{host}:{port}");
+        ex.record.origin = Some(format!("tcp://{target}"));
+        let upstream = match self.open(&host, port).await {
+            Ok(s) => s,
+            Err(err) => return ex.respond_error(err),
+        };
+        ex.record.status = 200;
+        let on_upgrade = hyper::upgrade::on(req);
+        let idle = self.idle_timeout;
+        let mut stop = self.stop.clone();
+        tokio::spawn(async move {
+            let client = match on_upgrade.await {
+                Ok(u) => u,
+                Err(err) => {
+                    ex.record.error = Some(format!("client connection was not handed over: {err}"));
+                    ex.finish(0, None);
+                    return;
+                }
+            };
+            let mut client = TokioIo::new(client);
+            let mut upstream = tokio_io_timeout::TimeoutStream::new(upstream);
+            upstream.set_read_timeout(Some(idle));
+            let mut upstream = Box::pin(upstream);
+            let copied = tokio::select! {
+                r = tokio::io::copy_bidirectional(&mut client, &mut upstream) => r,
+                _ = stop.wait_for(|stopped| *stopped) => Err(std::io::Error::other("proxy shut down")),
+            };
+            let (up, down) = match copied {
+                Ok(counts) => counts,
+                Err(err) => {
+                    ex.record.error = Some(format!("tunnel ended: {err}"));
+                    (0, 0)
+                }
+            };
+            ex.received.store(up, std::sync::atomic::Ordering::Relaxed);
+            ex.finish(down, None);
+        });
+        let mut resp = Response::new(body::empty());
+        *resp.status_mut() = StatusCode::OK;
+        // The record is written when the tunnel closes, not now.
+        resp
+    }
+
+    async fn open(&self, host: &str, port: u16) -> Result<TcpStream, ProxyError> {
+        self.policy.check_host(host)?;
+        let answer = self.upstream.resolve(host, port).await?;
+        let mut last = None;
+        for addr in &answer {
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(s)) => return Ok(s),
+                Ok(Err(e)) => last = Some((*addr, e)),
+                Err(_) => last = Some((*addr, std::io::Error::from(std::io::ErrorKind::TimedOut))),
+            }
+        }
+        let (addr, source) = last.unwrap_or_else(|| {
+            (
+                SocketAddr::from(([0, 0, 0, 0], port)),
+                std::io::Error::other("no address"),
+            )
+        });
+        Err(ProxyError::Tunnel {
+            target: format!("{host}:{port} ({addr})"),
+            source,
+        })
+    }
 }

@@ -22,8 +22,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = router.route(&method, &uri, None, 3000);
     }
     if let Ok(text) = std::str::from_utf8(host) {
-        let _ = ccnproxy::route::validate_host(text);
-        let _ = ccnproxy::route::Origin::from_url(text);
+        let _ = ccnproxy::origin::validate_host(text);
+        let _ = ccnproxy::origin::Origin::from_url(text);
         let _ = ccnproxy::pattern::HostPattern::parse(text);
     }
 });

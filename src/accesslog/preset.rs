@@ -4,7 +4,7 @@
 
 use http::header::{REFERER, USER_AGENT};
 
-use super::format::{self, Field, Part, Side, Step};
+use super::field::{Field, Part, Side, Step, aws_request_id};
 use super::render::Enc;
 use super::time::{TimeKind, TimeSpec};
 
@@ -126,7 +126,7 @@ fn json() -> Vec<Part> {
         ("header_ms", Field::Step(Step::Header), j),
         ("upstream_ms", Field::Step(Step::Total), j),
         ("retries", Field::Retries, j),
-        ("aws_request_id", format::aws_request_id(), j),
+        ("aws_request_id", aws_request_id(), j),
         ("access_key", Field::AccessKey, j),
         ("service", Field::Service, j),
         ("region", Field::Region, j),

@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{CommandFactory, FromArgMatches, Parser};
 
 use super::{ClientKey, Config, LogDestination, ResolveOverride};
-use crate::route::Origin;
+use crate::origin::Origin;
 
 /// ccnproxy: keeps warm TLS connections to AWS endpoints so each API call
 /// costs one round trip.
@@ -357,7 +357,7 @@ fn parse_resolve(s: &str) -> Result<ResolveOverride, String> {
     let bad = || format!("{s:?}: want HOST:PORT:ADDR[,ADDR…] (ADDR may be IP:PORT)");
     let (host, rest) = s.split_once(':').ok_or_else(bad)?;
     let (port, addrs) = rest.split_once(':').ok_or_else(bad)?;
-    let host = crate::route::validate_host(host).map_err(|_| bad())?;
+    let host = crate::origin::validate_host(host).map_err(|_| bad())?;
     let port: u16 = port.parse().map_err(|_| bad())?;
     let addrs = addrs
         .split(',')

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use crate::route::Origin;
+use crate::origin::Origin;
 
 /// All settings, one part per component.
 #[derive(Debug, Clone)]

@@ -60,8 +60,8 @@ pub use service::Endpoint;
 
 use crate::body::{self, BoxError, ProxyBody};
 use crate::config::{AWS_PATTERNS, SignConfig};
+use crate::origin::Origin;
 use crate::pattern::HostPatterns;
-use crate::route::Origin;
 use crate::scope::CredentialScope;
 
 /// Why a request could not be re-signed.

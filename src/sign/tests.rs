@@ -12,7 +12,7 @@ use http::Request;
 use http_body_util::BodyExt;
 
 use super::*;
-use crate::route::Scheme;
+use crate::origin::Scheme;
 
 const SUITE_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
 const SUITE_TOKEN: &str = "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267";

@@ -1,0 +1,346 @@
+//! `Exchange`: one request's account, from head received to last byte sent,
+//! and the body wrappers that keep it (`Logged` on the response, `Counted`
+//! and `ContinueGate` on the request). Logs exactly once whatever happens:
+//! when the response body ends, or from `Drop` (499 if the client left
+//! first). Every request, proxied, refused, admin or CONNECT, gets one.
+
+mod body;
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::time::Instant;
+
+pub use self::body::{ContinueGate, Counted, GateOpener};
+use crate::accesslog::{AccessLog, Record};
+use crate::body::{BoxError, ProxyBody};
+use crate::error::{ProxyError, error_response};
+use crate::metrics::Metrics;
+use crate::rewrite::{self, CHOCON_ID};
+use crate::scope::CredentialScope;
+use crate::upstream::Timing;
+
+/// Facts about the client connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The port the request arrived on (for the Host port rule).
+    pub local_port: u16,
+}
+
+/// One request's account, from head received to last byte sent. Logs
+/// exactly once: when the response body ends, or when dropped (the client
+/// went away, status 499).
+pub struct Exchange {
+    log: AccessLog,
+    metrics: Arc<Metrics>,
+    /// The record being filled in.
+    pub record: Record,
+    /// This request's id.
+    pub request_id: HeaderValue,
+    started: Instant,
+    /// Request body bytes read so far.
+    pub received: Arc<AtomicU64>,
+    /// Reading the client's body failed (it went away mid-upload).
+    client_body_failed: Arc<AtomicBool>,
+    upstream_started: Option<Instant>,
+    response_headers: Vec<header::HeaderName>,
+    done: bool,
+}
+
+impl Exchange {
+    /// Opens the account of `req` as it arrives: copies the headers the
+    /// access log and the metrics read, and gives the request its id.
+    pub fn start<B>(
+        log: &AccessLog,
+        metrics: &Arc<Metrics>,
+        info: ConnInfo,
+        req: &Request<B>,
+    ) -> Self {
+        let headers = req.headers();
+        let mut wanted = HeaderMap::new();
+        let names = log.request_headers().iter();
+        for name in names.chain(metrics.request_headers()) {
+            if wanted.contains_key(name) {
+                continue;
+            }
+            for v in headers.get_all(name) {
+                wanted.append(name.clone(), v.clone());
+            }
+        }
+        let host = match headers.get(header::HOST) {
+            Some(h) => String::from_utf8_lossy(h.as_bytes()).into_owned(),
+            None => req
+                .uri()
+                .authority()
+                .map(|a| a.to_string())
+                .unwrap_or_default(),
+        };
+        let scope = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| CredentialScope::from_authorization(v.as_bytes()));
+        let request_id = rewrite::request_id(headers);
+        Exchange {
+            log: log.clone(),
+            metrics: metrics.clone(),
+            record: Record {
+                received: SystemTime::now(),
+                duration: Duration::ZERO,
+                client: info.peer,
+                local_port: info.local_port,
+                method: req.method().clone(),
+                uri: req.uri().clone(),
+                version: req.version(),
+                host,
+                status: 0,
+                bytes_sent: 0,
+                bytes_received: 0,
+                request_headers: wanted,
+                response_headers: HeaderMap::new(),
+                request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
+                origin: None,
+                upstream: None,
+                scope,
+                error: None,
+            },
+            request_id,
+            started: Instant::now(),
+            received: Arc::new(AtomicU64::new(0)),
+            client_body_failed: Arc::new(AtomicBool::new(false)),
+            upstream_started: None,
+            response_headers: log.response_headers().to_vec(),
+            done: false,
+        }
+    }
+
+    /// Sends `resp` to the client; the record is written when its body ends.
+    pub fn respond(mut self, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+        self.record.status = resp.status().as_u16();
+        let headers = resp.headers();
+        for name in &self.response_headers {
+            for v in headers.get_all(name) {
+                self.record.response_headers.append(name.clone(), v.clone());
+            }
+        }
+        let (parts, inner) = resp.into_parts();
+        let body = Logged {
+            inner,
+            sent: 0,
+            exchange: Some(self),
+        };
+        Response::from_parts(parts, body.boxed_unsync())
+    }
+
+    /// Answers with the proxy's own response for `err`; the record keeps its
+    /// one-line reason. What failed after the client broke off its upload is
+    /// the client's doing (499), whatever the origin said.
+    pub fn respond_error(mut self, err: ProxyError) -> Response<ProxyBody> {
+        let err = if self.client_body_failed.load(Ordering::Relaxed) {
+            ProxyError::ClientGone(Box::new(err))
+        } else {
+            err
+        };
+        let mut resp = error_response(&err);
+        self.record.error = Some(err.reason());
+        resp.headers_mut()
+            .insert(&CHOCON_ID, self.request_id.clone());
+        self.respond(resp)
+    }
+
+    /// The client's request body, counted into this exchange (bytes read,
+    /// and whether reading it failed).
+    pub fn count_body<B>(&self, body: B) -> Counted<B> {
+        Counted::new(body, self.received.clone(), self.client_body_failed.clone())
+    }
+
+    /// The origin answered: its timing, and when the upstream exchange began
+    /// (the total upstream time runs until the response body ends).
+    pub fn upstream_answered(&mut self, started: Instant, timing: Timing) {
+        self.upstream_started = Some(started);
+        self.record.upstream = Some(timing);
+    }
+
+    /// Writes the record now.
+    pub fn finish(mut self, bytes_sent: u64, upstream_end: Option<Instant>) {
+        self.complete(bytes_sent, upstream_end);
+    }
+
+    fn complete(&mut self, bytes_sent: u64, upstream_end: Option<Instant>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let now = Instant::now();
+        self.record.duration = now.duration_since(self.started);
+        self.record.bytes_sent = bytes_sent;
+        self.record.bytes_received = self.received.load(Ordering::Relaxed);
+        if let (Some(t), Some(start)) = (self.record.upstream.as_mut(), self.upstream_started) {
+            t.total = upstream_end.unwrap_or(now).duration_since(start);
+        }
+        let record = std::mem::replace(&mut self.record, empty_record());
+        self.metrics.observe(&record);
+        self.log.log(record);
+    }
+
+    /// Marks the exchange as abandoned by the client.
+    fn abandon(&mut self, bytes_sent: u64) {
+        if self.done {
+            return;
+        }
+        self.record.status = 499;
+        if self.record.error.is_none() {
+            self.record.error =
+                Some("client went away before the response was complete".to_owned());
+        }
+        self.complete(bytes_sent, None);
+    }
+
+    /// Upstream timing so far (for tunnels and tests).
+    pub fn timing_mut(&mut self) -> &mut Option<Timing> {
+        &mut self.record.upstream
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        // Dropped before any response: the client left while we waited
+        // upstream; the upstream request is cancelled with this future.
+        self.abandon(0);
+    }
+}
+
+/// Writes the access-log line of a request hyper refused before the
+/// request path saw it (malformed or oversized head): hyper has already
+/// answered it with `status`.
+pub fn log_rejected(
+    log: &AccessLog,
+    metrics: &Metrics,
+    info: ConnInfo,
+    status: u16,
+    reason: String,
+) {
+    let mut record = empty_record();
+    record.received = SystemTime::now();
+    record.client = info.peer;
+    record.local_port = info.local_port;
+    record.method = http::Method::from_bytes(b"-").expect("- is a valid method token");
+    record.uri = http::Uri::from_static("*");
+    record.status = status;
+    record.request_id =
+        String::from_utf8_lossy(rewrite::request_id(&HeaderMap::new()).as_bytes()).into_owned();
+    record.error = Some(reason);
+    metrics.observe(&record);
+    log.log(record);
+}
+
+/// A record with nothing in it (what a finished exchange leaves behind).
+pub(crate) fn empty_record() -> Record {
+    Record {
+        received: SystemTime::UNIX_EPOCH,
+        duration: Duration::ZERO,
+        client: SocketAddr::from(([0, 0, 0, 0], 0)),
+        local_port: 0,
+        method: http::Method::GET,
+        uri: http::Uri::from_static("/"),
+        version: http::Version::HTTP_11,
+        host: String::new(),
+        status: 0,
+        bytes_sent: 0,
+        bytes_received: 0,
+        request_headers: HeaderMap::new(),
+        response_headers: HeaderMap::new(),
+        request_id: String::new(),
+        origin: None,
+        upstream: None,
+        scope: None,
+        error: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response body on its way to the client: counts bytes and writes
+    /// the access-log record when it ends (or 499 when dropped early).
+    struct Logged {
+        #[pin]
+        inner: ProxyBody,
+        sent: u64,
+        exchange: Option<Exchange>,
+    }
+
+    impl PinnedDrop for Logged {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(mut ex) = this.exchange.take() {
+                if this.inner.is_end_stream() {
+                    ex.finish(*this.sent, Some(Instant::now()));
+                } else {
+                    ex.abandon(*this.sent);
+                }
+            }
+        }
+    }
+}
+
+impl Body for Logged {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let mut this = self.project();
+        let polled = this.inner.as_mut().poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *this.sent += data.len() as u64;
+                }
+                // hyper stops polling a body that says it has ended.
+                if this.inner.is_end_stream()
+                    && let Some(ex) = this.exchange.take()
+                {
+                    ex.finish(*this.sent, Some(Instant::now()));
+                }
+            }
+            Poll::Ready(None) => {
+                if let Some(ex) = this.exchange.take() {
+                    ex.finish(*this.sent, Some(Instant::now()));
+                }
+            }
+            Poll::Ready(Some(Err(err))) => {
+                if let Some(mut ex) = this.exchange.take() {
+                    let reason = format!(
+                        "response body from origin failed: {}",
+                        crate::error::one_line(err.as_ref())
+                    );
+                    ex.record.error = Some(reason);
+                    ex.finish(*this.sent, Some(Instant::now()));
+                }
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests;
