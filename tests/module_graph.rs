@@ -45,7 +45,7 @@ fn no_two_files_in_src_import_each_other() {
         "import cycles between files in src/:\n{}",
         cycles
             .iter()
-            .map(|c| c.iter().map(|m| name(m)).collect::<Vec<_>>().join(" -> "))
+            .map(|c| c.iter().map(name).collect::<Vec<_>>().join(" -> "))
             .collect::<Vec<_>>()
             .join("\n")
     );
@@ -236,7 +236,8 @@ fn tree<'a>(
         }
     }
     // `as alias` is harmless: the alias is read as no path.
-    if !path.is_empty() && !(path.len() == 1 && matches!(path[0], "crate" | "super")) {
+    let bare_root = path.len() == 1 && matches!(path[0], "crate" | "super");
+    if !path.is_empty() && !bare_root {
         out.push(path);
     }
     (i - start).max(1)
