@@ -85,6 +85,7 @@ fn record() -> Record {
         received: UNIX_EPOCH + Duration::new(1_704_164_645, 678_901_000),
         duration: Duration::from_micros(41_250),
         client: "10.1.2.3:51234".parse().expect("addr"),
+        via: None,
         local_port: 3000,
         method: Method::GET,
         uri: "/my-bucket/photos/2024/01/02/IMG_0001.jpg?versionId=3HL4kqtJlcpXroDTDmJ"

@@ -289,6 +289,7 @@ mod tests {
             received: SystemTime::UNIX_EPOCH,
             duration: Duration::from_millis(40),
             client: SocketAddr::from(([127, 0, 0, 1], 1)),
+            via: None,
             local_port: 3000,
             method: http::Method::GET,
             uri: Uri::from_static("/"),

@@ -10,7 +10,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::{LimitsConfig, ListenerConfig};
 use crate::exchange::ConnInfo;
@@ -31,17 +31,19 @@ pub fn builder(listener: &ListenerConfig, limits: &LimitsConfig) -> auto::Builde
     b
 }
 
-/// Serves `stream` until the client closes, a timeout fires, or shutdown
+/// Serves `stream` (a client socket, `TCP_NODELAY` set) until the client closes, a timeout fires, or shutdown
 /// completes.
-pub async fn serve(
-    stream: TcpStream,
+pub async fn serve<S>(
+    stream: S,
     info: ConnInfo,
     service: Arc<Handler>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     listener: &ListenerConfig,
     watcher: Watcher,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let _ = stream.set_nodelay(true);
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
     let mut stream = tokio_io_timeout::TimeoutStream::new(stream);
     // A write that makes no progress for this long means the client stopped
     // reading; a long but moving download is fine.

@@ -4,7 +4,9 @@
 //! ones after it (`tests/module_graph.rs` checks that no two files import
 //! each other):
 //! - `config`: flags, `--config` TOML and `CCNPROXY_*` → `Config`.
-//! - `listener` → `conn`: the client socket, one client connection.
+//! - `listener` → `conn`: the client socket, one client connection;
+//!   `identity`: who the client is behind a balancer (PROXY protocol,
+//!   `X-Forwarded-For`).
 //! - `proxy`: the request path as phases (route → admit → authorize → build
 //!   → send → respond) over a shared `proxy::Handler`; `tunnel` takes
 //!   CONNECT, `admin` the proxy's own endpoints.
@@ -26,6 +28,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod exchange;
+pub mod identity;
 pub mod listener;
 pub mod metrics;
 pub mod origin;
@@ -94,7 +97,12 @@ pub async fn run(
     };
     let (log, writer) = accesslog::AccessLog::start(&config.access_log)
         .map_err(|e| RunError::AccessLog(Box::new(e)))?;
-    let metrics = Arc::new(metrics::Metrics::new(&config.metrics, upstream.clone()));
+    let mut metrics = metrics::Metrics::new(&config.metrics, upstream.clone());
+    let front = listener::Front {
+        identity: config.identity.clone(),
+        counters: identity::Counters::register(metrics.registry_mut()),
+    };
+    let metrics = Arc::new(metrics);
     let log_stats = log.stats_reader();
     metrics.set_log_stats(move || {
         let s = log_stats();
@@ -176,6 +184,7 @@ pub async fn run(
         handler.clone(),
         config.listener.clone(),
         config.limits.clone(),
+        front,
         shutdown,
     )
     .await;

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
-use crate::config::{LimitsConfig, ListenerConfig};
+use crate::config::{IdentityConfig, LimitsConfig, ListenerConfig};
 use crate::exchange::ConnInfo;
 use crate::proxy::Handler;
 
@@ -56,14 +56,25 @@ pub struct Draining {
     pub tasks: tokio::task::JoinSet<()>,
 }
 
+/// What the accept loop needs to find out who a connection's client is.
+#[derive(Clone)]
+pub struct Front {
+    /// `--proxy-protocol` and `--trust-proxy`.
+    pub identity: IdentityConfig,
+    /// Their counters in `/metrics`.
+    pub counters: crate::identity::Counters,
+}
+
 /// Accepts until `stop` resolves; returns the connections still open.
 pub async fn accept_loop(
     listener: TcpListener,
     service: Arc<Handler>,
     config: ListenerConfig,
     limits: LimitsConfig,
+    front: Front,
     stop: impl std::future::Future<Output = ()>,
 ) -> Draining {
+    let front = Arc::new(front);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     let builder = Arc::new(crate::conn::builder(&config, &limits));
@@ -86,7 +97,11 @@ pub async fn accept_loop(
                 }
             },
         };
-        let info = ConnInfo { peer, local_port };
+        let info = ConnInfo {
+            peer,
+            local_port,
+            via: None,
+        };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             service.log_rejected(
                 info,
@@ -100,11 +115,33 @@ pub async fn accept_loop(
         let builder = builder.clone();
         let config = config.clone();
         let watcher = graceful.watcher();
+        let front = front.clone();
         let span = tracing::debug_span!("conn", %peer);
         let open = service.client_connection();
         tasks.spawn(
             async move {
                 let _open = open;
+                let _ = stream.set_nodelay(true);
+                let timeout = config.read_timeout;
+                let accepted = crate::identity::accept(
+                    stream,
+                    peer,
+                    &front.identity,
+                    &front.counters,
+                    timeout,
+                )
+                .await;
+                let Ok((stream, header)) = accepted else {
+                    return;
+                };
+                let mut info = info;
+                if let Some(source) = header.and_then(|h| h.source) {
+                    info.peer = source;
+                    info.via = Some(crate::identity::Via {
+                        addr: peer,
+                        vpce: header.and_then(|h| h.vpce),
+                    });
+                }
                 let served =
                     crate::conn::serve(stream, info, service.clone(), builder, &config, watcher)
                         .await;

@@ -61,6 +61,12 @@ pub(super) enum Field {
     /// chocon's `remote_addr`: Go's `RemoteAddr` up to the last `:`, so IPv6 keeps its brackets.
     ClientIpGo,
     ClientPort,
+    /// `%{c}a`: the connection's peer (the balancer when there is one).
+    PeerIp,
+    /// `%{balancer}x`: the balancer's address, `-` without one.
+    Balancer,
+    /// `%{vpce}x`: the VPC endpoint id of a PROXY v2 header.
+    Vpce,
     Nothing,
     RequestLine,
     Method,
@@ -105,6 +111,18 @@ impl Field {
             Self::ClientIp => Value::Text(Text::Ip(r.client.ip().to_canonical())),
             Self::ClientIpGo => Value::Text(Text::IpGo(r.client.ip())),
             Self::ClientPort => Value::Uint(r.client.port().into()),
+            Self::PeerIp => {
+                let peer = r.via.map_or(r.client, |v| v.addr);
+                Value::Text(Text::Ip(peer.ip().to_canonical()))
+            }
+            Self::Balancer => r.via.as_ref().map_or(Value::Missing, |v| {
+                Value::Text(Text::Ip(v.addr.ip().to_canonical()))
+            }),
+            Self::Vpce => r
+                .via
+                .as_ref()
+                .and_then(|v| v.vpce.as_ref())
+                .map_or(Value::Missing, |v| text(v.as_str())),
             Self::Nothing => Value::Missing,
             Self::RequestLine => Value::Text(Text::RequestLine(r)),
             Self::Method => text(r.method.as_str()),

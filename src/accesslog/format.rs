@@ -302,6 +302,7 @@ mod tests {
     fn client_addresses() {
         let with = |addr: &str| Record {
             client: addr.parse().expect(addr),
+            via: None,
             ..sample_record()
         };
         assert_eq!(
@@ -309,6 +310,25 @@ mod tests {
             "2001:db8::1 5000"
         );
         assert_eq!(line("%h", &with("[::ffff:192.0.2.1]:5000")), "192.0.2.1");
+    }
+
+    #[test]
+    fn balancer_fields() {
+        let spec = "%h %a %{c}a %{balancer}x %{vpce}x";
+        let direct = sample_record();
+        assert_eq!(line(spec, &direct), "192.0.2.10 192.0.2.10 192.0.2.10 - -");
+        let behind_nlb = Record {
+            client: "203.0.113.9:40000".parse().expect("addr"),
+            via: Some(crate::identity::Via {
+                addr: "[::ffff:10.0.0.5]:1234".parse().expect("addr"),
+                vpce: crate::identity::Vpce::new(b"vpce-0123456789abcdef0"),
+            }),
+            ..sample_record()
+        };
+        assert_eq!(
+            line(spec, &behind_nlb),
+            "203.0.113.9 203.0.113.9 10.0.0.5 10.0.0.5 vpce-0123456789abcdef0"
+        );
     }
 
     #[test]

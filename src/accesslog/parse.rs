@@ -149,7 +149,8 @@ fn directive_field(
             })
     };
     let field = match (d, arg) {
-        ('h' | 'a', None | Some("c")) => Field::ClientIp,
+        ('h' | 'a', None) => Field::ClientIp,
+        ('h' | 'a', Some("c")) => Field::PeerIp,
         ('l' | 'u', None) => Field::Nothing,
         ('t', arg) => return time_field(arg.unwrap_or(""), pos),
         ('r', None) => Field::RequestLine,
@@ -242,6 +243,8 @@ fn x_field(name: &str) -> Option<Field> {
         "error" => Field::Error,
         "bytes_received" => Field::BytesReceived,
         "duration_ms" => Field::DurationMillis,
+        "balancer" => Field::Balancer,
+        "vpce" => Field::Vpce,
         _ => return None,
     })
 }

@@ -29,7 +29,7 @@ const LTSV: &str = concat!(
     "\tdns_ms:%{dns_ms}x\tconnect_ms:%{connect_ms}x\ttls_ms:%{tls_ms}x\tqueue_ms:%{queue_ms}x",
     "\theader_ms:%{header_ms}x\tupstream_ms:%{upstream_ms}x\tretries:%{retries}x",
     "\taws_request_id:%{aws_request_id}x\taccess_key:%{access_key}x\tservice:%{service}x",
-    "\tregion:%{region}x\terror:%{error}x",
+    "\tregion:%{region}x\terror:%{error}x\tbalancer:%{balancer}x\tvpce:%{vpce}x",
 );
 /// chocon's `start.Format("2006/01/02 15:04:05 MST")`.
 const CHOCON_TIME: &str = "%Y/%m/%d %H:%M:%S %Z";
@@ -133,6 +133,8 @@ fn json() -> Vec<Part> {
         ("user_agent", Field::Header(Side::Request, USER_AGENT), j),
         ("referer", Field::Header(Side::Request, REFERER), j),
         ("error", Field::Error, j),
+        ("balancer", Field::Balancer, j),
+        ("vpce", Field::Vpce, j),
     ])
 }
 
@@ -233,6 +235,8 @@ mod tests {
             "service:s3",
             "region:us-east-1",
             "error:-",
+            "balancer:-",
+            "vpce:-",
         ];
         assert_eq!(line("ltsv", &sample_record()), want.join("\t") + "\n");
     }
@@ -248,6 +252,7 @@ mod tests {
         assert_eq!(line("chocon", &sample_record()), want);
         let bare = Record {
             client: "[2001:db8::1]:5000".parse().expect("addr"),
+            via: None,
             duration: Duration::from_secs(2),
             ..refused()
         };
@@ -259,7 +264,7 @@ mod tests {
         assert_eq!(line("chocon", &bare), want);
     }
 
-    const JSON_KEYS: [&str; 29] = [
+    const JSON_KEYS: [&str; 31] = [
         "time",
         "client",
         "method",
@@ -289,6 +294,8 @@ mod tests {
         "user_agent",
         "referer",
         "error",
+        "balancer",
+        "vpce",
     ];
 
     #[test]
@@ -301,7 +308,8 @@ mod tests {
             r#""upstream_addr":"52.216.1.2:443","reused":false,"protocol":"h1","dns_ms":1.500,"connect_ms":2.250,"#,
             r#""tls_ms":10.000,"queue_ms":0.000,"header_ms":30.125,"upstream_ms":40.500,"retries":1,"#,
             r#""aws_request_id":"REQ123","access_key":"AKIDEXAMPLE","service":"s3","region":"us-east-1","#,
-            r#""user_agent":"aws-cli/2 \"q\" back\\slash\ttab é \ufffd","referer":null,"error":null}"#,
+            r#""user_agent":"aws-cli/2 \"q\" back\\slash\ttab é \ufffd","referer":null,"error":null,"#,
+            r#""balancer":null,"vpce":null}"#,
             "\n",
         );
         assert_eq!(line("json", &sample_record()), want);

@@ -17,8 +17,12 @@ pub struct Record {
     /// From request head received to the last response byte sent (or to the
     /// moment the client went away).
     pub duration: Duration,
-    /// The client's address.
+    /// The client's address (from the PROXY header or a trusted
+    /// `X-Forwarded-For` when a balancer is in between).
     pub client: SocketAddr,
+    /// The balancer the request came through, when `client` is not the
+    /// connection's peer.
+    pub via: Option<crate::identity::Via>,
     /// Port the request arrived on.
     pub local_port: u16,
     /// Request method as received.

@@ -28,6 +28,7 @@ pub(crate) fn sample_record() -> Record {
         received: UNIX_EPOCH + Duration::new(RECEIVED_SECS, 678_901_000),
         duration: Duration::from_nanos(12_345_678),
         client: "192.0.2.10:54321".parse().expect("addr"),
+        via: None,
         local_port: 3000,
         method: Method::GET,
         uri: "/bucket/key%20x?list-type=2&prefix=a".parse().expect("uri"),

@@ -152,7 +152,7 @@ pub struct Args {
     /// Serve /metrics, /healthz and /.api/* on this address too.
     #[arg(long, env = "CCNPROXY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Per-client accounting key: `auto` (SigV4 access key, else client address) or `header:NAME`.
+    /// Per-client accounting key: `auto` (SigV4 access key, else client address), `vpce` (PROXY v2 VPC endpoint, else client address) or `header:NAME`.
     #[arg(long, env = "CCNPROXY_CLIENT_KEY", default_value = "auto", value_parser = parse_client_key)]
     pub client_key: ClientKey,
     /// Distinct client keys tracked in metrics; the rest count as `other`.
@@ -176,6 +176,23 @@ pub struct Args {
     /// Diagnostics format: text or json.
     #[arg(long, env = "CCNPROXY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
     pub log_format: String,
+    /// Trusted peers (--trust-proxy) open each connection with a PROXY protocol v1 or v2 header.
+    #[arg(long, env = "CCNPROXY_PROXY_PROTOCOL")]
+    pub proxy_protocol: bool,
+    /// Peers whose PROXY protocol header is believed and required (CIDR, repeatable).
+    #[arg(
+        long = "trust-proxy",
+        env = "CCNPROXY_TRUST_PROXY",
+        value_delimiter = ','
+    )]
+    pub trust_proxy: Vec<ipnet::IpNet>,
+    /// Peers whose X-Forwarded-For is believed (CIDR, repeatable): the client is its right-most untrusted address.
+    #[arg(
+        long = "trust-forwarded",
+        env = "CCNPROXY_TRUST_FORWARDED",
+        value_delimiter = ','
+    )]
+    pub trust_forwarded: Vec<ipnet::IpNet>,
 }
 
 /// A flag or file problem, reported as one line at start.
@@ -338,6 +355,15 @@ impl Args {
         c.limits.rate_burst = self.rate_burst;
         c.process.shutdown_timeout = self.shutdown_timeout;
         c.process.pid_file = self.pid_file;
+
+        if self.proxy_protocol && self.trust_proxy.is_empty() {
+            return Err(invalid(
+                "--proxy-protocol needs --trust-proxy CIDR (the balancers' addresses)".into(),
+            ));
+        }
+        c.identity.proxy_protocol = self.proxy_protocol;
+        c.identity.trust_proxy = self.trust_proxy;
+        c.identity.trust_forwarded = self.trust_forwarded;
         Ok(c)
     }
 }
@@ -375,14 +401,16 @@ fn parse_resolve(s: &str) -> Result<ResolveOverride, String> {
     Ok(ResolveOverride { host, port, addrs })
 }
 
-/// `auto` or `header:NAME`.
+/// `auto`, `vpce` or `header:NAME`.
 fn parse_client_key(s: &str) -> Result<ClientKey, String> {
-    if s == "auto" {
-        return Ok(ClientKey::Auto);
+    match s {
+        "auto" => return Ok(ClientKey::Auto),
+        "vpce" => return Ok(ClientKey::Vpce),
+        _ => {}
     }
     let name = s
         .strip_prefix("header:")
-        .ok_or_else(|| format!("{s:?}: want auto or header:NAME"))?;
+        .ok_or_else(|| format!("{s:?}: want auto, vpce or header:NAME"))?;
     http::HeaderName::from_bytes(name.as_bytes())
         .map(ClientKey::Header)
         .map_err(|_| format!("{name:?} is not a header name"))

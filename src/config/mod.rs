@@ -37,6 +37,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Process lifecycle.
     pub process: ProcessConfig,
+    /// Client identity behind a load balancer.
+    pub identity: IdentityConfig,
 }
 
 /// Client-facing listener.
@@ -178,6 +180,8 @@ pub enum ClientKey {
     Auto,
     /// The value of this request header, else the client address.
     Header(http::HeaderName),
+    /// The AWS VPC endpoint id of a PROXY v2 header, else the client address.
+    Vpce,
 }
 
 /// Metrics.
@@ -211,6 +215,18 @@ pub struct ProcessConfig {
     pub shutdown_timeout: Duration,
     /// Written at start, removed at exit.
     pub pid_file: Option<PathBuf>,
+}
+
+/// Client identity behind a load balancer (`identity`).
+#[derive(Debug, Clone, Default)]
+pub struct IdentityConfig {
+    /// `--proxy-protocol`: `trust_proxy` peers open each connection with a
+    /// PROXY v1 or v2 header.
+    pub proxy_protocol: bool,
+    /// Peers whose PROXY header is believed (and required).
+    pub trust_proxy: Vec<IpNet>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trust_forwarded: Vec<IpNet>,
 }
 
 /// AWS names that are allowed and upgraded to HTTPS by default.
@@ -286,6 +302,7 @@ impl Default for Config {
                 shutdown_timeout: Duration::from_secs(3600),
                 pid_file: None,
             },
+            identity: IdentityConfig::default(),
         }
     }
 }

@@ -32,10 +32,13 @@ use crate::upstream::Timing;
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnInfo {
-    /// The client's address.
+    /// The client's address (from the PROXY header or a trusted
+    /// `X-Forwarded-For`, when a balancer is in between).
     pub peer: SocketAddr,
     /// The port the request arrived on (for the Host port rule).
     pub local_port: u16,
+    /// The balancer, when `peer` is a client it speaks for.
+    pub via: Option<crate::identity::Via>,
 }
 
 /// One request's account, from head received to last byte sent. Logs
@@ -97,6 +100,7 @@ impl Exchange {
                 received: SystemTime::now(),
                 duration: Duration::ZERO,
                 client: info.peer,
+                via: info.via,
                 local_port: info.local_port,
                 method: req.method().clone(),
                 uri: req.uri().clone(),
@@ -232,6 +236,7 @@ pub fn log_rejected(
     let mut record = empty_record();
     record.received = SystemTime::now();
     record.client = info.peer;
+    record.via = info.via;
     record.local_port = info.local_port;
     record.method = http::Method::from_bytes(b"-").expect("- is a valid method token");
     record.uri = http::Uri::from_static("*");
@@ -249,6 +254,7 @@ pub(crate) fn empty_record() -> Record {
         received: SystemTime::UNIX_EPOCH,
         duration: Duration::ZERO,
         client: SocketAddr::from(([0, 0, 0, 0], 0)),
+        via: None,
         local_port: 0,
         method: http::Method::GET,
         uri: http::Uri::from_static("/"),

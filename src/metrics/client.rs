@@ -17,6 +17,8 @@ pub const MAX_KEY_BYTES: usize = 128;
 /// `Header(name)`: that request header's first value (visible ASCII, at most
 /// `MAX_KEY_BYTES`), else the client IP address. The header must be among the
 /// record's `request_headers` (see `Metrics::request_headers`).
+/// `Vpce`: the VPC endpoint id of the connection's PROXY v2 header, else the
+/// client IP address.
 pub fn client_key<'a>(source: &ClientKey, record: &'a Record) -> Cow<'a, str> {
     let named = match source {
         ClientKey::Auto => match &record.scope {
@@ -34,6 +36,11 @@ pub fn client_key<'a>(source: &ClientKey, record: &'a Record) -> Cow<'a, str> {
             .map(str::trim)
             .filter(|v| is_plain(v))
             .map(Cow::Borrowed),
+        ClientKey::Vpce => record
+            .via
+            .as_ref()
+            .and_then(|v| v.vpce.as_ref())
+            .map(|v| Cow::Borrowed(v.as_str())),
     };
     named.unwrap_or_else(|| Cow::Owned(address_key(record.client.ip())))
 }
@@ -91,6 +98,7 @@ mod tests {
             received: SystemTime::UNIX_EPOCH,
             duration: Duration::ZERO,
             client: peer.parse::<SocketAddr>().unwrap(),
+            via: None,
             local_port: 3000,
             method: Method::GET,
             uri: uri.parse::<Uri>().unwrap(),
@@ -178,6 +186,22 @@ mod tests {
                 "{peer} {uri} {scope:?}"
             );
         }
+    }
+
+    #[test]
+    fn vpce_key_needs_a_vpce_else_address() {
+        let mut rec = record("192.0.2.7:1", "/", Some("AKIAEXAMPLE"), &[]);
+        assert_eq!(client_key(&ClientKey::Vpce, &rec), "192.0.2.7");
+        rec.via = Some(crate::identity::Via {
+            addr: "10.0.0.5:1".parse().unwrap(),
+            vpce: None,
+        });
+        assert_eq!(client_key(&ClientKey::Vpce, &rec), "192.0.2.7");
+        rec.via = Some(crate::identity::Via {
+            addr: "10.0.0.5:1".parse().unwrap(),
+            vpce: crate::identity::Vpce::new(b"vpce-0abc"),
+        });
+        assert_eq!(client_key(&ClientKey::Vpce, &rec), "vpce-0abc");
     }
 
     type Headers<'a> = &'a [(&'a str, &'a [u8])];

@@ -75,7 +75,7 @@ impl Metrics {
         registry.register_collector(Box::new(scrape::Scrape(live.clone())));
         let key_headers = match &config.client_key {
             ClientKey::Header(name) => vec![name.clone()],
-            ClientKey::Auto => Vec::new(),
+            ClientKey::Auto | ClientKey::Vpce => Vec::new(),
         };
         Metrics {
             registry,
@@ -87,6 +87,12 @@ impl Metrics {
             http: HttpStats::new(),
             live,
         }
+    }
+
+    /// The registry, for components that count their own events
+    /// (`identity`); use before the `Metrics` is shared.
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// Request headers the client key needs in `Record::request_headers`;

@@ -34,6 +34,7 @@ fn record(method: Method, origin: Option<&str>, status: u16) -> Record {
         received: SystemTime::UNIX_EPOCH,
         duration: Duration::from_millis(20),
         client: SocketAddr::from(([10, 0, 0, 9], 40000)),
+        via: None,
         local_port: 3000,
         method,
         uri: Uri::from_static("/"),

@@ -32,6 +32,7 @@ use crate::body::ProxyBody;
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::exchange::{self, ConnInfo, Exchange};
+use crate::identity;
 use crate::metrics::{ClientConnection, Metrics};
 use crate::origin::Origin;
 use crate::policy::Policy;
@@ -71,6 +72,7 @@ pub struct Handler {
     limiter: Option<RateLimiter>,
     max_uri_bytes: usize,
     tunnels: Tunnels,
+    trust_forwarded: Vec<ipnet::IpNet>,
 }
 
 impl Handler {
@@ -104,11 +106,15 @@ impl Handler {
             limiter: RateLimiter::from_config(&config.limits),
             max_uri_bytes: config.limits.max_uri_bytes,
             tunnels,
+            trust_forwarded: config.identity.trust_forwarded.clone(),
         })
     }
 
     /// Handles one request; never fails (errors become responses).
     pub async fn handle(&self, info: ConnInfo, mut req: Request<Incoming>) -> Response<ProxyBody> {
+        let (peer, via) =
+            identity::resolve(&self.trust_forwarded, info.peer, info.via, req.headers());
+        let info = ConnInfo { peer, via, ..info };
         let mut ex = Exchange::start(&self.log, &self.metrics, info, &req);
         let route = phase::route(&self.router, info.local_port, &req);
         if let Err(err) = phase::admit(self.limiter.as_ref(), &self.metrics, &route, &ex.record) {
