@@ -94,6 +94,7 @@ pub(super) enum Field {
     UpstreamProtocol,
     Step(Step),
     Retries,
+    ConnectAttempts,
     RequestId,
     Origin,
     AccessKey,
@@ -160,6 +161,9 @@ impl Field {
             Self::UpstreamProtocol => up.map_or(Value::Missing, |t| text(t.protocol.as_str())),
             Self::Step(step) => up.map_or(Value::Missing, |t| Value::Millis(step.of(t))),
             Self::Retries => up.map_or(Value::Missing, |t| Value::Uint(t.retries.into())),
+            Self::ConnectAttempts => {
+                up.map_or(Value::Missing, |t| Value::Uint(t.connect_attempts.into()))
+            }
             Self::RequestId => non_empty(&r.request_id),
             Self::Origin => r.origin.as_deref().map_or(Value::Missing, text),
             Self::AccessKey => scope.map_or(Value::Missing, |s| text(&s.access_key)),

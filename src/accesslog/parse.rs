@@ -233,6 +233,7 @@ fn x_field(name: &str) -> Option<Field> {
         "header_ms" => Field::Step(Step::Header),
         "upstream_ms" => Field::Step(Step::Total),
         "retries" => Field::Retries,
+        "connect_attempts" => Field::ConnectAttempts,
         "request_id" => Field::RequestId,
         "origin" => Field::Origin,
         "aws_request_id" => aws_request_id(),

@@ -18,6 +18,7 @@ const AWS: &str = concat!(
     " origin=%{origin}x upstream=%{upstream_addr}x reused=%{reused}x proto=%{protocol}x",
     " dns_ms=%{dns_ms}x connect_ms=%{connect_ms}x tls_ms=%{tls_ms}x queue_ms=%{queue_ms}x",
     " header_ms=%{header_ms}x upstream_ms=%{upstream_ms}x retries=%{retries}x",
+    " connect_attempts=%{connect_attempts}x",
     " bytes_received=%{bytes_received}x aws_id=%{aws_request_id}x aws_id2=%{aws_id2}x",
     r#" key=%{access_key}x svc=%{service}x region=%{region}x error="%{error}x""#,
 );
@@ -28,6 +29,7 @@ const LTSV: &str = concat!(
     "\tupstream_addr:%{upstream_addr}x\treused:%{reused}x\tupstream_protocol:%{protocol}x",
     "\tdns_ms:%{dns_ms}x\tconnect_ms:%{connect_ms}x\ttls_ms:%{tls_ms}x\tqueue_ms:%{queue_ms}x",
     "\theader_ms:%{header_ms}x\tupstream_ms:%{upstream_ms}x\tretries:%{retries}x",
+    "\tconnect_attempts:%{connect_attempts}x",
     "\taws_request_id:%{aws_request_id}x\taccess_key:%{access_key}x\tservice:%{service}x",
     "\tregion:%{region}x\terror:%{error}x\tbalancer:%{balancer}x\tvpce:%{vpce}x",
 );
@@ -126,6 +128,7 @@ fn json() -> Vec<Part> {
         ("header_ms", Field::Step(Step::Header), j),
         ("upstream_ms", Field::Step(Step::Total), j),
         ("retries", Field::Retries, j),
+        ("connect_attempts", Field::ConnectAttempts, j),
         ("aws_request_id", aws_request_id(), j),
         ("access_key", Field::AccessKey, j),
         ("service", Field::Service, j),
@@ -188,7 +191,7 @@ mod tests {
             format!(
                 "{combined} 12345 \"cid-1\" origin=https://s3.amazonaws.com:443 upstream=52.216.1.2:443 reused=false \
                  proto=h1 dns_ms=1.500 connect_ms=2.250 tls_ms=10.000 queue_ms=0.000 header_ms=30.125 \
-                 upstream_ms=40.500 retries=1 bytes_received=56 aws_id=REQ123 aws_id2=ID2+abc/def= key=AKIDEXAMPLE \
+                 upstream_ms=40.500 retries=1 connect_attempts=2 bytes_received=56 aws_id=REQ123 aws_id2=ID2+abc/def= key=AKIDEXAMPLE \
                  svc=s3 region=us-east-1 error=\"-\"\n"
             ),
         );
@@ -196,7 +199,7 @@ mod tests {
             line("aws", &refused()),
             "192.0.2.10 - - [02/Jan/2024:12:04:05 +0900] \"GET /bucket/key%20x?list-type=2&prefix=a HTTP/1.1\" 403 - \
              \"-\" \"-\" 12345 \"-\" origin=- upstream=- reused=- proto=- dns_ms=- connect_ms=- tls_ms=- queue_ms=- \
-             header_ms=- upstream_ms=- retries=- bytes_received=56 aws_id=- aws_id2=- key=- svc=- region=- \
+             header_ms=- upstream_ms=- retries=- connect_attempts=- bytes_received=56 aws_id=- aws_id2=- key=- svc=- region=- \
              error=\"host \\\"evil.example\\\" is not allowed\\n(see --allow-host)\"\n",
         );
     }
@@ -230,6 +233,7 @@ mod tests {
             "header_ms:30.125",
             "upstream_ms:40.500",
             "retries:1",
+            "connect_attempts:2",
             "aws_request_id:REQ123",
             "access_key:AKIDEXAMPLE",
             "service:s3",
@@ -264,7 +268,7 @@ mod tests {
         assert_eq!(line("chocon", &bare), want);
     }
 
-    const JSON_KEYS: [&str; 31] = [
+    const JSON_KEYS: [&str; 32] = [
         "time",
         "client",
         "method",
@@ -287,6 +291,7 @@ mod tests {
         "header_ms",
         "upstream_ms",
         "retries",
+        "connect_attempts",
         "aws_request_id",
         "access_key",
         "service",
@@ -307,6 +312,7 @@ mod tests {
             r#""duration_ms":12.345,"request_id":"cid-1","origin":"https://s3.amazonaws.com:443","#,
             r#""upstream_addr":"52.216.1.2:443","reused":false,"protocol":"h1","dns_ms":1.500,"connect_ms":2.250,"#,
             r#""tls_ms":10.000,"queue_ms":0.000,"header_ms":30.125,"upstream_ms":40.500,"retries":1,"#,
+            r#""connect_attempts":2,"#,
             r#""aws_request_id":"REQ123","access_key":"AKIDEXAMPLE","service":"s3","region":"us-east-1","#,
             r#""user_agent":"aws-cli/2 \"q\" back\\slash\ttab é \ufffd","referer":null,"error":null,"#,
             r#""balancer":null,"vpce":null}"#,
@@ -342,6 +348,10 @@ mod tests {
                 Some(t) => {
                     assert_eq!(object["reused"].as_bool(), Some(t.reused));
                     assert_eq!(object["retries"].as_u64(), Some(u64::from(t.retries)));
+                    assert_eq!(
+                        object["connect_attempts"].as_u64(),
+                        Some(u64::from(t.connect_attempts))
+                    );
                     for key in [
                         "dns_ms",
                         "connect_ms",

@@ -193,6 +193,15 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub trust_forwarded: Vec<ipnet::IpNet>,
+    /// A connect not done after this gets a parallel attempt to another address (0 = none).
+    #[arg(long, env = "CCNPROXY_CONNECT_RACE_DELAY", default_value = "250ms", value_parser = parse_duration)]
+    pub connect_race_delay: Duration,
+    /// An address whose connect failed gets no new connections for this long (doubling).
+    #[arg(long, env = "CCNPROXY_EJECT_BACKOFF", default_value = "5s", value_parser = parse_duration)]
+    pub eject_backoff: Duration,
+    /// The longest an address is left out after failed connects.
+    #[arg(long, env = "CCNPROXY_EJECT_BACKOFF_MAX", default_value = "2m", value_parser = parse_duration)]
+    pub eject_backoff_max: Duration,
 }
 
 /// A flag or file problem, reported as one line at start.
@@ -318,6 +327,9 @@ impl Args {
         c.pool.h2_ping_interval = self.h2_ping_interval;
         c.pool.response_timeout = self.proxy_read_timeout;
         c.pool.connect_timeout = self.connect_timeout;
+        c.pool.connect_race_delay = self.connect_race_delay;
+        c.pool.eject_backoff = self.eject_backoff;
+        c.pool.eject_backoff_max = self.eject_backoff_max.max(self.eject_backoff);
         c.pool.prewarm = self
             .prewarm
             .iter()

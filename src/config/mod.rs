@@ -102,6 +102,13 @@ pub struct PoolConfig {
     pub connect_timeout: Duration,
     /// Origins to connect to at start and keep warm.
     pub prewarm: Vec<Origin>,
+    /// A connect not done after this gets a second attempt in parallel to
+    /// another address (zero: one attempt at a time).
+    pub connect_race_delay: Duration,
+    /// How long an address whose connect failed is first left out.
+    pub eject_backoff: Duration,
+    /// The longest an address is left out (the back-off doubles up to it).
+    pub eject_backoff_max: Duration,
 }
 
 /// One `--resolve host:port:addr` override.
@@ -268,6 +275,9 @@ impl Default for Config {
                 response_timeout: Duration::from_secs(60),
                 connect_timeout: Duration::from_secs(10),
                 prewarm: Vec::new(),
+                connect_race_delay: Duration::from_millis(250),
+                eject_backoff: Duration::from_secs(5),
+                eject_backoff_max: Duration::from_secs(120),
             },
             dns: DnsConfig {
                 server: None,

@@ -175,7 +175,7 @@ impl Collector for Scrape {
             "Upstream pools (one per origin).",
             pools.len(),
         )?;
-        let gauges: [PoolField; 6] = [
+        let gauges: [PoolField; 7] = [
             (
                 "ccnproxy_pool_open_connections",
                 "Open upstream connections (HTTP/1.1 and HTTP/2, incl. connecting).",
@@ -206,12 +206,17 @@ impl Collector for Scrape {
                 "Addresses the origin currently resolves to.",
                 |p| p.stats.addrs.len() as u64,
             ),
+            (
+                "ccnproxy_pool_ejected_addresses",
+                "Addresses left out of new connections after failed connects.",
+                |p| p.stats.ejected as u64,
+            ),
         ];
         for (name, help, value) in gauges {
             per_pool(&mut enc, &pools, name, help, MetricType::Gauge, value)?;
         }
         // Counter names without `_total`: the encoder appends it.
-        let counters: [PoolField; 7] = [
+        let counters: [PoolField; 8] = [
             (
                 "ccnproxy_pool_handshakes",
                 "Upstream connections opened (TCP, TLS and HTTP handshakes done).",
@@ -246,6 +251,11 @@ impl Collector for Scrape {
                 "ccnproxy_pool_requests",
                 "Requests sent upstream by the pool.",
                 |p| p.counts.requests,
+            ),
+            (
+                "ccnproxy_pool_ejections",
+                "Addresses ejected after a failed or too slow connect.",
+                |p| p.stats.ejections,
             ),
         ];
         for (name, help, value) in counters {

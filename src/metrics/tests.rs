@@ -101,6 +101,8 @@ fn known_records_render_exact_counts() {
                 "52.216.0.1:443".parse().unwrap(),
                 "52.216.0.2:443".parse().unwrap(),
             ],
+            ejected: 1,
+            ejections: 3,
         },
         counts: PoolCounts {
             handshakes: 4,
@@ -350,6 +352,14 @@ fn known_records_render_exact_counts() {
     assert_eq!(
         value(&s, "ccnproxy_pool_connect_errors_total", &origin(S3)),
         Some(1.0)
+    );
+    assert_eq!(
+        value(&s, "ccnproxy_pool_ejected_addresses", &origin(S3)),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&s, "ccnproxy_pool_ejections_total", &origin(S3)),
+        Some(3.0)
     );
     assert_eq!(
         value(&s, "ccnproxy_pool_dns_refreshes_total", &origin(S3)),

@@ -1,6 +1,7 @@
 //! One upstream connection: TCP connect, TLS with ALPN, the HTTP/1.1 or
 //! HTTP/2 handshake, and the driver task that runs the connection until
-//! it closes. The pool owns what this returns.
+//! it closes. The pool owns what this returns; it races and retries the two
+//! steps over an origin's addresses (`pool/race.rs`).
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -83,25 +84,36 @@ pub struct ConnSettings {
     pub h2_ping_interval: Duration,
 }
 
-/// Opens a connection to `addr` for `origin`.
-pub async fn open(
-    origin: &Origin,
+/// The TCP connect to `addr`, given up at `deadline` (reported as
+/// `budget`, the whole connect's time limit).
+pub async fn connect_tcp(
     addr: SocketAddr,
-    settings: &ConnSettings,
-) -> Result<Opened, ConnectError> {
-    let started = Instant::now();
-    let timeout = settings.connect_timeout;
-    let deadline = started + timeout;
+    deadline: Instant,
+    budget: Duration,
+) -> Result<TcpStream, ConnectError> {
     let tcp = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
         .await
         .map_err(|_| ConnectError::TimedOut {
             addr,
-            after: timeout,
+            after: budget,
         })?
         .map_err(|source| ConnectError::Tcp { addr, source })?;
     // Requests are small and latency-bound: never wait for Nagle.
     let _ = tcp.set_nodelay(true);
-    let connect = started.elapsed();
+    Ok(tcp)
+}
+
+/// TLS and HTTP handshakes over a connected `tcp` (`connect`: how long the
+/// TCP connect took), given up at `deadline`.
+pub async fn handshake(
+    origin: &Origin,
+    addr: SocketAddr,
+    tcp: TcpStream,
+    connect: Duration,
+    deadline: Instant,
+    settings: &ConnSettings,
+) -> Result<Opened, ConnectError> {
+    let timeout = settings.connect_timeout;
     let span = tracing::debug_span!("upstream", %origin, %addr);
 
     if origin.scheme == Scheme::Http {

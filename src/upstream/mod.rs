@@ -1,9 +1,11 @@
 //! The upstream client behind one narrow interface: `Upstream::send(origin,
 //! request)` → response and `Timing`. Inside: one `Pool` per origin
-//! (`pool.rs`), connections (`conn.rs`), DNS (`dns.rs`), TLS (`tls.rs`).
+//! (`pool.rs`), connections (`conn.rs`), DNS (`dns.rs`), TLS (`tls.rs`),
+//! per-address ejection after failed connects (`health.rs`).
 
 mod conn;
 pub mod dns;
+pub mod health;
 pub mod pool;
 mod timing;
 pub mod tls;
@@ -38,6 +40,13 @@ pub enum UpstreamError {
     /// No connection could be opened.
     #[error(transparent)]
     Connect(ConnectError),
+    /// Every address tried failed (one connect attempt each).
+    #[error("no connection to any of {addrs} addresses tried; the last failure")]
+    Unreachable {
+        addrs: usize,
+        #[source]
+        source: ConnectError,
+    },
     /// No connection or stream came free within `--pool-wait-timeout`.
     #[error("no upstream connection free within {0:?} (pool saturated)")]
     PoolTimeout(Duration),

@@ -49,4 +49,7 @@ pub struct Timing {
     pub total: Duration,
     /// How many times the request was retried on a fresh connection.
     pub retries: u32,
+    /// Connect attempts the request made (0 when it reused a connection;
+    /// more than 1 when an address failed or was slow and another was tried).
+    pub connect_attempts: u32,
 }

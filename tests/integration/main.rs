@@ -6,6 +6,7 @@ mod support;
 mod accesslog;
 mod bodies;
 mod errors;
+mod failover;
 mod fleet_identity;
 mod hardening;
 mod harness;

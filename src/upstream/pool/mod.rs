@@ -30,6 +30,7 @@
 mod answer;
 mod body;
 mod lease;
+mod race;
 mod shape;
 pub mod state;
 
@@ -47,15 +48,16 @@ use tokio::time::Instant;
 pub use body::{DoneSignal, UpstreamBody};
 pub use state::PoolStats;
 
-use super::conn::{self, ConnSettings, Sender};
+use super::conn::ConnSettings;
 use super::dns::Dns;
+use super::health::{Backoff, Health};
 use super::{Protocol, Timing, UpstreamError};
 use crate::body::ProxyBody;
 use crate::config::PoolConfig;
 use crate::policy::Policy;
 use crate::route::{Origin, Scheme};
 use body::{Held, TryResult, with_response_timeout};
-use lease::{Handle, Lease, Opened, Ticket};
+use lease::{Handle, Lease};
 use shape::{clone_head, is_retryable, rebuild, to_h1_form, to_h2_form};
 use state::{Limits, Slots, Take, Wake};
 
@@ -130,30 +132,20 @@ pub struct Pool {
     pub counters: Counters,
 }
 
-/// Gives a ticket back as failed if the connect is abandoned midway.
-struct Connecting<'a> {
-    pool: &'a Pool,
-    ticket: Option<Ticket>,
-}
-
-impl Drop for Connecting<'_> {
-    fn drop(&mut self) {
-        if let Some(ticket) = self.ticket.take() {
-            let wake = self.pool.lock().connect_failed(ticket);
-            self.pool.wake(wake);
-        }
-    }
-}
-
 impl Pool {
     /// An empty pool for `origin`.
     pub fn new(origin: Origin, shared: Arc<Shared>) -> Self {
         let protocol = (origin.scheme == Scheme::Http).then_some(Protocol::H1);
         let limits = Limits::from_config(&shared.config);
+        let backoff = Backoff {
+            first: shared.config.eject_backoff,
+            max: shared.config.eject_backoff_max,
+        };
+        let health = Health::new(backoff, origin.to_string());
         Pool {
             origin,
             shared,
-            slots: Mutex::new(Slots::new(limits, protocol, Instant::now())),
+            slots: Mutex::new(Slots::new(limits, protocol, Instant::now()).with_health(health)),
             notify: Notify::new(),
             counters: Counters::default(),
         }
@@ -282,40 +274,6 @@ impl Pool {
                 }
             }
         }
-    }
-
-    /// Opens the connection `ticket` stands for and leases it.
-    async fn connect(
-        self: &Arc<Self>,
-        ticket: Ticket,
-        timing: &mut Timing,
-    ) -> Result<PoolLease, UpstreamError> {
-        let addr = ticket.addr;
-        let mut guard = Connecting {
-            pool: self,
-            ticket: Some(ticket),
-        };
-        let opened = match conn::open(&self.origin, addr, &self.shared.conn).await {
-            Ok(o) => o,
-            Err(err) => {
-                self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
-                return Err(UpstreamError::Connect(err));
-            }
-        };
-        let ticket = guard.ticket.take().expect("the ticket is given back once");
-        self.counters.handshakes.fetch_add(1, Ordering::Relaxed);
-        timing.connect = opened.connect;
-        timing.tls = opened.tls;
-        let opened = match opened.sender {
-            Sender::H1(sender) => Opened::H1(sender),
-            Sender::H2(sender) => Opened::H2(H2Handle {
-                sender,
-                max_streams: opened.max_streams,
-            }),
-        };
-        let (lease, wake) = self.lock().connected(ticket, opened, Instant::now());
-        self.wake(wake);
-        Ok(lease)
     }
 
     /// Takes a lease back; `reusable` when its exchange completed cleanly.

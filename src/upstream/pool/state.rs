@@ -16,6 +16,7 @@ use tokio::time::Instant;
 
 use super::super::Protocol;
 use super::super::dns::Answer;
+use super::super::health::Health;
 pub use super::lease::{H1Lease, H2Lease, Handle, Lease, Opened, Ticket};
 use crate::config::PoolConfig;
 use crate::policy::PolicyError;
@@ -120,6 +121,10 @@ pub struct PoolStats {
     pub h2_streams: usize,
     /// Current addresses of the origin.
     pub addrs: Vec<SocketAddr>,
+    /// Addresses ejected after failed connects.
+    pub ejected: usize,
+    /// Ejections since the pool was created.
+    pub ejections: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -158,6 +163,8 @@ pub struct Slots<H1, H2> {
     next_id: u64,
     warming: bool,
     last_used: Instant,
+    /// Addresses left out after failed connects.
+    health: Health,
 }
 
 /// Decrements a count the state machine keeps; going below zero is a bug
@@ -186,7 +193,14 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
             next_id: 1,
             warming: false,
             last_used: now,
+            health: Health::default(),
         }
+    }
+
+    /// Replaces the (default) health table: its back-off and log label.
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = health;
+        self
     }
 
     fn load_mut(&mut self, addr: SocketAddr) -> &mut Load {
@@ -244,6 +258,7 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
         self.current = current;
         self.refused = refused;
         self.answer = Some(answer);
+        self.health.retain(&self.current);
         self.prune(now);
         (changed, Wake::All)
     }
@@ -274,10 +289,10 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
         if let Some(refused) = &self.refused {
             return (Take::Refused(refused.clone()), wake);
         }
-        (self.choose(fresh), wake)
+        (self.choose(fresh, now), wake)
     }
 
-    fn choose(&mut self, fresh: bool) -> Take<H1, H2> {
+    fn choose(&mut self, fresh: bool, now: Instant) -> Take<H1, H2> {
         if self.protocol != Some(Protocol::H1) {
             let best = self
                 .h2
@@ -296,7 +311,7 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
             }
             if self.protocol == Some(Protocol::H2) {
                 if self.h2.len() + self.connecting < self.limits.h2_conns {
-                    return self.start_connect();
+                    return self.start_connect(now);
                 }
                 return Take::Wait;
             }
@@ -334,7 +349,7 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
             let oldest = self.idle.remove(0);
             self.close_idle(oldest);
         }
-        self.start_connect()
+        self.start_connect(now)
     }
 
     fn h1_open(&self) -> usize {
@@ -346,29 +361,41 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
     }
 
     /// A new connection to the address with the fewest connections, then
-    /// the fewest requests in flight, ties broken at random.
-    fn start_connect(&mut self) -> Take<H1, H2> {
-        let key = |a: &SocketAddr| {
+    /// the fewest requests in flight, ties broken at random; ejected
+    /// addresses only when every address is ejected.
+    fn start_connect(&mut self, now: Instant) -> Take<H1, H2> {
+        match self.pick(now, &[]) {
+            Some(addr) => Take::Connect(self.count_connect(addr)),
+            None => Take::Wait,
+        }
+    }
+
+    /// The address for a new connection, not one of `tried`.
+    fn pick(&self, now: Instant, tried: &[SocketAddr]) -> Option<SocketAddr> {
+        let all_ejected = self.current.iter().all(|a| self.health.is_ejected(*a, now));
+        let candidates = || {
+            self.current
+                .iter()
+                .copied()
+                .filter(|a| !tried.contains(a) && (all_ejected || !self.health.is_ejected(*a, now)))
+        };
+        let key = |a: SocketAddr| {
             self.load
-                .get(a)
+                .get(&a)
                 .map_or((0, 0), |l| (l.conns, l.outstanding))
         };
-        let Some(best) = self.current.iter().map(key).min() else {
-            return Take::Wait;
-        };
-        let ties: Vec<SocketAddr> = self
-            .current
-            .iter()
-            .copied()
-            .filter(|a| key(a) == best)
-            .collect();
-        let addr = ties[fastrand::usize(..ties.len())];
+        let best = candidates().map(key).min()?;
+        let ties: Vec<SocketAddr> = candidates().filter(|a| key(*a) == best).collect();
+        Some(ties[fastrand::usize(..ties.len())])
+    }
+
+    fn count_connect(&mut self, addr: SocketAddr) -> Ticket {
         self.connecting += 1;
         let load = self.load_mut(addr);
         load.conns += 1;
         load.outstanding += 1;
         load.connecting += 1;
-        Take::Connect(Ticket { addr })
+        Ticket { addr }
     }
 
     /// The connection of `ticket` is open; the request that asked for it
@@ -381,6 +408,7 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
     ) -> (Lease<H1, H2>, Wake) {
         let addr = ticket.addr;
         dec(&mut self.connecting);
+        self.health.succeeded(addr);
         let lease = match opened {
             Opened::H1(handle) => {
                 self.protocol = Some(Protocol::H1);
@@ -425,6 +453,54 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
             dec(&mut l.outstanding);
         });
         Wake::All
+    }
+
+    /// The connect of `ticket` failed (or lost a race by more than the race
+    /// delay) at `now`: its address is ejected (`eject`) and the request
+    /// gets a ticket for another address it has not tried, if there is one;
+    /// the failed slot is reused, so no cap is exceeded.
+    pub fn fail_over(
+        &mut self,
+        ticket: Ticket,
+        now: Instant,
+        eject: bool,
+        tried: &[SocketAddr],
+    ) -> (Option<Ticket>, Wake) {
+        if eject {
+            self.health.failed(ticket.addr, now);
+        }
+        let wake = self.connect_failed(ticket);
+        match self.pick(now, tried) {
+            Some(addr) => (Some(self.count_connect(addr)), Wake::None),
+            None => (None, wake),
+        }
+    }
+
+    /// A second, parallel attempt for a request whose connect to `tried` is
+    /// slow: a ticket for another address, if one is left and the pool has
+    /// room for one more connection.
+    pub fn hedge(&mut self, now: Instant, tried: &[SocketAddr]) -> Option<Ticket> {
+        // Until the first handshake tells, the attempt may turn out to be
+        // either protocol: both limits apply.
+        let h2_room = self.h2.len() + self.connecting < self.limits.h2_conns;
+        let cap = self.limits.max_conns_per_host;
+        let h1_room = cap == 0 || self.h1_open() < cap;
+        let room = match self.protocol {
+            Some(Protocol::H2) => h2_room,
+            Some(Protocol::H1) => h1_room,
+            None => h1_room && h2_room,
+        };
+        let addr = self.pick(now, tried).filter(|_| room)?;
+        Some(self.count_connect(addr))
+    }
+
+    /// Gives back the ticket of an attempt that lost a race; `eject` when it
+    /// was overtaken by an attempt started after it.
+    pub fn abandon(&mut self, ticket: Ticket, now: Instant, eject: bool) -> Wake {
+        if eject {
+            self.health.failed(ticket.addr, now);
+        }
+        self.connect_failed(ticket)
     }
 
     /// Takes a lease back; `reusable` when its exchange completed cleanly.
@@ -477,6 +553,7 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
     /// a draining address, and HTTP/2 connections that can take no new
     /// stream (their running streams finish on their own handle clones).
     pub fn prune(&mut self, now: Instant) -> Wake {
+        self.health.tick(now);
         let limits = &self.limits;
         let current = &self.current;
         let mut closed = Vec::new();
@@ -560,6 +637,8 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
                 .as_ref()
                 .map(|a| a.addrs.clone())
                 .unwrap_or_default(),
+            ejected: self.health.ejected(),
+            ejections: self.health.ejections(),
         }
     }
 }

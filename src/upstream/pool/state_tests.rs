@@ -257,6 +257,103 @@ fn a_refused_answer_refuses_every_request() {
     assert!(matches!(m.take(now, false).0, Take::Refused(_)));
 }
 
+#[test]
+fn a_failed_connect_ejects_its_address_until_the_backoff_ends() {
+    let now = Instant::now();
+    let mut m = Machine::new(limits(), Some(Protocol::H1), now);
+    let _ = m.apply_answer(answer(&[addr(1), addr(2)]), None, now);
+    let (Take::Connect(first), _) = m.take(now, false) else {
+        panic!("expected a connect")
+    };
+    let bad = first.addr;
+    let good = if bad == addr(1) { addr(2) } else { addr(1) };
+    let (next, wake) = m.fail_over(first, now, true, &[bad]);
+    let next = next.expect("the other address is tried at once");
+    assert_eq!((next.addr, wake), (good, Wake::None));
+    let (lease, _) = m.connected(next, Opened::H1(fake(1)), now);
+    assert_eq!((m.stats().ejected, m.stats().ejections), (1, 1));
+    // While ejected, every new connection goes to the healthy address,
+    // although it has more connections.
+    let mut leases = vec![lease];
+    for _ in 0..2 {
+        let later = now + Duration::from_millis(4999);
+        let (Take::Connect(t), _) = m.take(later, true) else {
+            panic!("expected a connect")
+        };
+        assert_eq!(t.addr, good);
+        leases.push(m.connected(t, Opened::H1(fake(1)), later).0);
+        let _ = m.release(leases.remove(0), false, later);
+    }
+    // After the back-off it is tried again.
+    let back = now + Duration::from_secs(5);
+    let _ = m.prune(back);
+    assert_eq!(m.stats().ejected, 0);
+    let (Take::Connect(t), _) = m.take(back, true) else {
+        panic!("expected a connect")
+    };
+    assert_eq!(t.addr, bad, "fewest connections, no longer ejected");
+    let _ = m.connect_failed(t);
+    m.check().unwrap();
+}
+
+#[test]
+fn with_every_address_ejected_they_are_all_tried() {
+    let now = Instant::now();
+    let mut m = Machine::new(limits(), Some(Protocol::H1), now);
+    let _ = m.apply_answer(answer(&[addr(1), addr(2)]), None, now);
+    let (Take::Connect(first), _) = m.take(now, false) else {
+        panic!("expected a connect")
+    };
+    let a = first.addr;
+    let (second, _) = m.fail_over(first, now, true, &[a]);
+    let second = second.expect("the other address");
+    let b = second.addr;
+    let (third, wake) = m.fail_over(second, now, true, &[a, b]);
+    assert!(third.is_none(), "a request tries each address once");
+    assert_eq!(wake, Wake::All);
+    assert_eq!(m.stats().ejected, 2);
+    // A new request still gets an address: every one is ejected.
+    assert!(matches!(m.take(now, false).0, Take::Connect(_)));
+}
+
+#[test]
+fn a_hedge_needs_another_address_and_room() {
+    let now = Instant::now();
+    let mut m = Machine::new(limits(), None, now);
+    let _ = m.apply_answer(answer(&[addr(1), addr(2)]), None, now);
+    let (Take::Connect(first), _) = m.take(now, false) else {
+        panic!("expected a connect")
+    };
+    let hedge = m
+        .hedge(now, &[first.addr])
+        .expect("room for a second attempt");
+    assert_ne!(hedge.addr, first.addr);
+    assert!(
+        m.hedge(now, &[first.addr, hedge.addr]).is_none(),
+        "no third address"
+    );
+    // The hedge wins; the first attempt, overtaken, is ejected.
+    let slow = first.addr;
+    let _ = m.abandon(first, now, true);
+    let _ = m.connected(hedge, Opened::H1(fake(1)), now);
+    assert!(m.health.is_ejected(slow, now));
+    let (Take::Connect(t), _) = m.take(now, false) else {
+        panic!("expected a connect")
+    };
+    assert_ne!(t.addr, slow);
+    let _ = m.connect_failed(t);
+    m.check().unwrap();
+    // At the cap there is no room for a parallel attempt.
+    let mut capped = limits();
+    capped.max_conns_per_host = 1;
+    let mut m = Machine::new(capped, Some(Protocol::H1), now);
+    let _ = m.apply_answer(answer(&[addr(1), addr(2)]), None, now);
+    let (Take::Connect(first), _) = m.take(now, false) else {
+        panic!("expected a connect")
+    };
+    assert!(m.hedge(now, &[first.addr]).is_none());
+}
+
 /// One step of a random run.
 #[derive(Debug, Clone)]
 enum Op {
@@ -265,6 +362,10 @@ enum Op {
     },
     ConnectOk(usize),
     ConnectFail(usize),
+    /// A connect fails: its address is ejected, the request tries another.
+    FailOver(usize),
+    /// A connect is slow: a parallel attempt to another address.
+    Hedge(usize),
     Release(usize, bool),
     /// The origin closes a connection; the sweeper notices.
     Close(usize),
@@ -281,6 +382,8 @@ fn op() -> impl Strategy<Value = Op> {
         4 => any::<bool>().prop_map(|fresh| Op::Take { fresh }),
         3 => any::<usize>().prop_map(Op::ConnectOk),
         1 => any::<usize>().prop_map(Op::ConnectFail),
+        2 => any::<usize>().prop_map(Op::FailOver),
+        1 => any::<usize>().prop_map(Op::Hedge),
         4 => (any::<usize>(), any::<bool>()).prop_map(|(i, r)| Op::Release(i, r)),
         1 => any::<usize>().prop_map(Op::Close),
         1 => (0u64..250).prop_map(Op::Advance),
@@ -313,17 +416,27 @@ impl Run {
                 );
                 self.leases.push(lease);
             }
-            Take::Connect(ticket) => {
-                prop_assert!(
-                    self.m.current().contains(&ticket.addr),
-                    "a connection opened to a draining address"
-                );
-                self.tickets.push(ticket);
-            }
+            Take::Connect(ticket) => self.connecting(ticket)?,
             Take::Wait => self.waiters.push_back(fresh),
             Take::Refused(_) => prop_assert!(false, "nothing is refused here"),
         }
         Ok(wake)
+    }
+
+    /// A new connection attempt: never to a draining address, never to an
+    /// ejected one while a healthy one exists.
+    fn connecting(&mut self, ticket: Ticket) -> Result<(), TestCaseError> {
+        prop_assert!(
+            self.m.current().contains(&ticket.addr),
+            "a connection opened to a draining address"
+        );
+        let ejected = |a: &SocketAddr| self.m.health.is_ejected(*a, self.now);
+        prop_assert!(
+            !ejected(&ticket.addr) || self.m.current().iter().all(ejected),
+            "an ejected address got a new connection while a healthy one exists"
+        );
+        self.tickets.push(ticket);
+        Ok(())
     }
 
     /// Delivers wakes as `Notify` would: one waiter, or every waiter.
@@ -366,6 +479,25 @@ impl Run {
             Op::ConnectFail(i) if !self.tickets.is_empty() => {
                 let ticket = self.tickets.remove(i % self.tickets.len());
                 self.m.connect_failed(ticket)
+            }
+            Op::FailOver(i) if !self.tickets.is_empty() => {
+                let ticket = self.tickets.remove(i % self.tickets.len());
+                let tried = [ticket.addr];
+                let (next, wake) = self.m.fail_over(ticket, self.now, true, &tried);
+                prop_assert!(self.m.health.is_ejected(tried[0], self.now));
+                if let Some(next) = next {
+                    prop_assert_ne!(next.addr, tried[0], "a request tries an address once");
+                    self.connecting(next)?;
+                }
+                wake
+            }
+            Op::Hedge(i) if !self.tickets.is_empty() => {
+                let tried = [self.tickets[i % self.tickets.len()].addr];
+                if let Some(next) = self.m.hedge(self.now, &tried) {
+                    prop_assert_ne!(next.addr, tried[0]);
+                    self.connecting(next)?;
+                }
+                Wake::None
             }
             Op::Release(i, reusable) if !self.leases.is_empty() => {
                 let lease = self.leases.remove(i % self.leases.len());
