@@ -111,6 +111,7 @@ fn record() -> Record {
             header: Duration::from_micros(30_125),
             total: Duration::from_micros(40_900),
             retries: 0,
+            connect_attempts: 0,
         }),
         scope: Some(CredentialScope {
             access_key: "ASIAY34FZKBOKMUTVV7A".to_owned(),
