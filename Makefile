@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS  ?=
 
-.PHONY: build run test test-rust test-aws bench fuzz lint clean
+.PHONY: build run test test-rust test-aws bench fuzz lint clean man
 
 build:
 	$(CARGO) build --release
@@ -37,6 +37,10 @@ fuzz:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# The man page, generated from the flag definitions (`man ./ccnproxy.1`).
+man:
+	$(CARGO) run --quiet -- man > ccnproxy.1
 
 clean:
 	$(CARGO) clean

@@ -78,9 +78,7 @@ impl Admin {
     /// The response for `uri`'s path, or `None` when it is not an admin path.
     /// `?pp=1` pretty-prints the JSON endpoints (as chocon's stats handler).
     pub fn serve(&self, uri: &Uri) -> Option<Response<ProxyBody>> {
-        let pretty = uri
-            .query()
-            .is_some_and(|q| q.split('&').any(|p| p == "pp=1" || p == "pp=true"));
+        let pretty = has_param(uri, "pp");
         let (status, ctype, text) = match uri.path() {
             "/healthz" => {
                 if self.draining.load(Ordering::Relaxed) {
@@ -98,7 +96,7 @@ impl Admin {
             "/.api/http-stats" => (
                 StatusCode::OK,
                 JSON,
-                json(&self.metrics.http_stats(), pretty),
+                json(&self.metrics.http_stats(has_param(uri, "window")), pretty),
             ),
             _ => return None,
         };
@@ -145,6 +143,16 @@ impl Admin {
             requests: self.metrics.requests(),
         }
     }
+}
+
+/// `?NAME=1` or `?NAME=true` in `uri`'s query.
+fn has_param(uri: &Uri, name: &str) -> bool {
+    uri.query().is_some_and(|q| {
+        q.split('&').any(|p| {
+            p.split_once('=')
+                .is_some_and(|(k, v)| k == name && (v == "1" || v == "true"))
+        })
+    })
 }
 
 const TEXT: &str = "text/plain; charset=utf-8";

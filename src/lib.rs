@@ -97,7 +97,8 @@ pub async fn run(
     };
     let (log, writer) = accesslog::AccessLog::start(&config.access_log)
         .map_err(|e| RunError::AccessLog(Box::new(e)))?;
-    let mut metrics = metrics::Metrics::new(&config.metrics, upstream.clone());
+    let mut metrics = metrics::Metrics::new(&config.metrics, upstream.clone())
+        .with_http_sample(&config.http_stats);
     let front = listener::Front {
         identity: config.identity.clone(),
         counters: identity::Counters::register(metrics.registry_mut()),

@@ -32,6 +32,12 @@ fn main() -> ExitCode {
         println!("ccnproxy {}", env!("CARGO_PKG_VERSION"));
         return ExitCode::SUCCESS;
     }
+    if let Some(command) = &args.command {
+        return print_generated(command);
+    }
+    if args.print_config {
+        return print_config(args);
+    }
     let (log_level, log_format) = (args.log_level.clone(), args.log_format.clone());
     let config = match args.into_config() {
         Ok(c) => c,
@@ -68,6 +74,40 @@ fn main() -> ExitCode {
                     .collect::<Vec<_>>()
                     .join(": ")
             );
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `ccnproxy completions SHELL` and `ccnproxy man`.
+fn print_generated(command: &cli::Command) -> ExitCode {
+    use std::io::Write;
+    let bytes = match command {
+        cli::Command::Completions { shell } => Ok(ccnproxy::config::manual::completions(*shell)),
+        cli::Command::Man => ccnproxy::config::manual::man_page(),
+    };
+    match bytes.and_then(|b| std::io::stdout().write_all(&b)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ccnproxy: writing to standard output: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `--print-config`: checks the settings as a start would, then prints them.
+fn print_config(args: cli::Args) -> ExitCode {
+    if let Err(e) = args.into_config() {
+        eprintln!("ccnproxy: {e}");
+        return ExitCode::from(2);
+    }
+    match cli::effective_toml(std::env::args_os()) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("ccnproxy: {e}");
             ExitCode::from(2)
         }
     }

@@ -58,7 +58,19 @@ impl RateLimiter {
 
     /// The limiter `--rate-limit` asks for, or `None` when it is 0 (off).
     pub fn from_config(limits: &LimitsConfig) -> Option<Self> {
-        (limits.rate_limit > 0).then(|| Self::new(limits.rate_limit, limits.rate_burst))
+        (limits.rate_limit > 0)
+            .then(|| Self::per(limits.rate_limit, limits.rate_period, limits.rate_burst))
+    }
+
+    /// `count` requests per `period` per key (at least 1), plus `burst` at
+    /// once: a bucket holds `count + burst` tokens and earns one every
+    /// `period / count`.
+    pub fn per(count: u32, period: Duration, burst: u32) -> Self {
+        let count = count.max(1);
+        let mut limiter = Self::new(count, burst);
+        limiter.interval = (period / count).max(Duration::from_nanos(1));
+        limiter.tolerance = limiter.interval * (count.saturating_add(burst) - 1);
+        limiter
     }
 
     /// Tracks at most about `max` keys (rounded up to a multiple of the shard count).
@@ -171,6 +183,18 @@ mod tests {
             tokio::time::advance(Duration::from_millis(100)).await;
             assert_eq!(limiter.check("k"), Ok(()));
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn per_minute_rate_refills_once_every_period_over_count() {
+        let limiter = RateLimiter::per(6, Duration::from_secs(60), 1);
+        for i in 0..7 {
+            assert_eq!(limiter.check("a"), Ok(()), "request {i} is within 6 + 1");
+        }
+        assert_eq!(limiter.check("a"), Err(Duration::from_secs(10)));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(limiter.check("a"), Ok(()));
+        assert!(limiter.check("a").is_err());
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub struct Args {
     #[arg(short = 'v', long)]
     pub version: bool,
     /// Write the process id here at start; removed at exit.
-    #[arg(long, env = "CCNPROXY_PID_FILE")]
+    #[arg(long, env = "CCNPROXY_PID_FILE", value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from))]
     pub pid_file: Option<PathBuf>,
     /// Idle HTTP/1.1 upstream connections kept per origin.
     #[arg(
@@ -161,10 +161,10 @@ pub struct Args {
     /// Concurrent client connections at most.
     #[arg(long, env = "CCNPROXY_MAX_CLIENT_CONNS", default_value_t = 50_000)]
     pub max_client_conns: usize,
-    /// Requests per second per client key (0 = unlimited).
-    #[arg(long, env = "CCNPROXY_RATE_LIMIT", default_value_t = 0)]
-    pub rate_limit: u32,
-    /// Requests a client key may burst above --rate-limit.
+    /// Requests per client key: `N` or `N/s` per second, `N/m` per minute (0 = unlimited).
+    #[arg(long, env = "CCNPROXY_RATE_LIMIT", default_value = "0", value_parser = parse_rate)]
+    pub rate_limit: Rate,
+    /// Requests a client key may send at once on top of --rate-limit's N.
     #[arg(long, env = "CCNPROXY_RATE_BURST", default_value_t = 0)]
     pub rate_burst: u32,
     /// Largest request head (bytes); larger gets 431.
@@ -202,6 +202,39 @@ pub struct Args {
     /// The longest an address is left out after failed connects.
     #[arg(long, env = "CCNPROXY_EJECT_BACKOFF_MAX", default_value = "2m", value_parser = parse_duration)]
     pub eject_backoff_max: Duration,
+    /// Print the effective configuration as a `--config` TOML file and exit.
+    #[arg(long)]
+    pub print_config: bool,
+    /// /.api/http-stats times the last N sampled requests, as chocon (0 = the last minute).
+    #[arg(long, env = "CCNPROXY_STSIZE", default_value_t = 0)]
+    pub stsize: usize,
+    /// With --stsize, one request in N is sampled (chocon's sampling factor).
+    #[arg(long, env = "CCNPROXY_SPFACTOR", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    pub spfactor: u32,
+    /// Print shell completions or the man page instead of running.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What `ccnproxy SUBCOMMAND` prints instead of running the proxy.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to standard output.
+    Man,
+}
+
+/// `--rate-limit`: `count` requests per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Requests per period; 0 = no limit.
+    pub count: u32,
+    /// The period.
+    pub per: Duration,
 }
 
 /// A flag or file problem, reported as one line at start.
@@ -221,9 +254,20 @@ pub enum ConfigError {
 /// Parses the process arguments (with environment and `--config`) into
 /// `Args`.
 pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, ConfigError> {
+    Ok(Args::from_arg_matches(&matches(argv)?)?)
+}
+
+/// The effective settings for `argv` (command line, environment, `--config`
+/// file, defaults) as a TOML file `--config` reads back (`--print-config`).
+pub fn effective_toml<I: IntoIterator<Item = OsString>>(argv: I) -> Result<String, ConfigError> {
+    Ok(super::print::toml(&Args::command(), &matches(argv)?))
+}
+
+/// clap's view of `argv` with the `--config` file merged below it.
+fn matches<I: IntoIterator<Item = OsString>>(argv: I) -> Result<clap::ArgMatches, ConfigError> {
     let argv: Vec<OsString> = argv.into_iter().collect();
-    let first = Args::try_parse_from(&argv)?;
-    let Some(path) = first.config.clone() else {
+    let first = Args::command().try_get_matches_from(&argv)?;
+    let Some(path) = first.get_one::<PathBuf>("config").cloned() else {
         return Ok(first);
     };
     let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::File {
@@ -245,17 +289,23 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(argv: I) -> Result<Args, Con
             .and_then(|a| a.get_env())
             .is_some_and(|e| std::env::var_os(e).is_some());
         if !env_set {
-            merged.push(format!("--{key}={value}").into());
+            merged.push(
+                match value {
+                    Some(value) => format!("--{key}={value}"),
+                    None => format!("--{key}"),
+                }
+                .into(),
+            );
         }
     }
     merged.extend(argv.into_iter().skip(1));
-    let matches = cmd.try_get_matches_from(merged)?;
-    Ok(Args::from_arg_matches(&matches)?)
+    Ok(cmd.try_get_matches_from(merged)?)
 }
 
 /// `key = value` pairs of a flat TOML table as long-flag arguments; arrays
-/// repeat the flag, booleans become a bare flag (or nothing when false).
-fn toml_to_args(text: &str) -> Result<Vec<(String, String)>, String> {
+/// repeat the flag, booleans become a bare flag (value `None`), or nothing
+/// when false.
+fn toml_to_args(text: &str) -> Result<Vec<(String, Option<String>)>, String> {
     let table: toml::Table = toml::from_str(text).map_err(|e| e.message().to_owned())?;
     let mut out = Vec::new();
     for (key, value) in table {
@@ -270,15 +320,15 @@ fn toml_to_args(text: &str) -> Result<Vec<(String, String)>, String> {
         match &value {
             toml::Value::Array(items) => {
                 for item in items {
-                    out.push((key.clone(), scalar(item)?));
+                    out.push((key.clone(), Some(scalar(item)?)));
                 }
             }
             toml::Value::Boolean(b) => {
                 if *b {
-                    out.push((key.clone(), "true".to_owned()));
+                    out.push((key.clone(), None));
                 }
             }
-            v => out.push((key.clone(), scalar(v)?)),
+            v => out.push((key.clone(), Some(scalar(v)?))),
         }
     }
     Ok(out)
@@ -295,7 +345,8 @@ impl Args {
         c.listener.max_client_conns = self.max_client_conns.max(1);
         c.listener.metrics_listen = self.metrics_listen;
 
-        if let Some(url) = &self.upstream {
+        // chocon's defaults are empty strings: `--upstream=` means none.
+        if let Some(url) = self.upstream.as_deref().filter(|u| !u.is_empty()) {
             c.route.upstream =
                 Some(Origin::from_url(url).map_err(|e| invalid(format!("--upstream: {e}")))?);
         }
@@ -363,11 +414,10 @@ impl Args {
         c.metrics.client_key = self.client_key;
         c.metrics.max_client_keys = self.max_client_keys;
         c.limits.max_header_bytes = self.max_header_bytes.max(1024);
-        c.limits.rate_limit = self.rate_limit;
+        c.limits.rate_limit = self.rate_limit.count;
+        c.limits.rate_period = self.rate_limit.per;
         c.limits.rate_burst = self.rate_burst;
         c.process.shutdown_timeout = self.shutdown_timeout;
-        c.process.pid_file = self.pid_file;
-
         if self.proxy_protocol && self.trust_proxy.is_empty() {
             return Err(invalid(
                 "--proxy-protocol needs --trust-proxy CIDR (the balancers' addresses)".into(),
@@ -376,6 +426,9 @@ impl Args {
         c.identity.proxy_protocol = self.proxy_protocol;
         c.identity.trust_proxy = self.trust_proxy;
         c.identity.trust_forwarded = self.trust_forwarded;
+        c.process.pid_file = self.pid_file.filter(|p| !p.as_os_str().is_empty());
+        c.http_stats.sample_size = self.stsize;
+        c.http_stats.sampling_factor = self.spfactor;
         Ok(c)
     }
 }
@@ -387,6 +440,23 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(s)
         .map_err(|e| format!("{s:?} is not a duration ({e}); use e.g. 30, 30s, 500ms, 1h"))
+}
+
+/// `N`, `N/s` (per second), `N/m` (per minute) or `N/h` (per hour).
+fn parse_rate(s: &str) -> Result<Rate, String> {
+    let bad = || format!("{s:?}: want N, N/s or N/m (requests per second or per minute)");
+    let (count, unit) = s.split_once('/').unwrap_or((s, "s"));
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    let secs = match unit.trim() {
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        _ => return Err(bad()),
+    };
+    Ok(Rate {
+        count,
+        per: Duration::from_secs(secs),
+    })
 }
 
 /// `HOST:PORT:ADDR[,ADDR…]`, each ADDR an IP (`127.0.0.1`, `[::1]`) or an

@@ -3,6 +3,8 @@
 //! lives here. Each component's constructor takes only its own `*Config`.
 
 pub mod cli;
+pub mod manual;
+mod print;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -39,6 +41,8 @@ pub struct Config {
     pub process: ProcessConfig,
     /// Client identity behind a load balancer.
     pub identity: IdentityConfig,
+    /// What `/.api/http-stats` times (`--stsize`, `--spfactor`).
+    pub http_stats: HttpStatsConfig,
 }
 
 /// Client-facing listener.
@@ -209,8 +213,10 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// Request-target length at most (414 beyond).
     pub max_uri_bytes: usize,
-    /// Requests per second per client key (0 = unlimited).
+    /// Requests per `rate_period` per client key (0 = unlimited).
     pub rate_limit: u32,
+    /// The period `rate_limit` counts over (`--rate-limit 5/m`: one minute).
+    pub rate_period: Duration,
     /// Burst allowed above the rate.
     pub rate_burst: u32,
 }
@@ -234,6 +240,16 @@ pub struct IdentityConfig {
     pub trust_proxy: Vec<IpNet>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trust_forwarded: Vec<IpNet>,
+}
+
+/// `/.api/http-stats` response times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpStatsConfig {
+    /// Time the last this many sampled requests, as chocon did (`--stsize`);
+    /// 0 = the requests of the last minute.
+    pub sample_size: usize,
+    /// With `sample_size`, one request in this many is sampled (`--spfactor`).
+    pub sampling_factor: u32,
 }
 
 /// AWS names that are allowed and upgraded to HTTPS by default.
@@ -306,6 +322,7 @@ impl Default for Config {
                 max_headers: 100,
                 max_uri_bytes: 8 << 10,
                 rate_limit: 0,
+                rate_period: Duration::from_secs(1),
                 rate_burst: 0,
             },
             process: ProcessConfig {
@@ -313,6 +330,10 @@ impl Default for Config {
                 pid_file: None,
             },
             identity: IdentityConfig::default(),
+            http_stats: HttpStatsConfig {
+                sample_size: 0,
+                sampling_factor: 3,
+            },
         }
     }
 }

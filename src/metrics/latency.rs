@@ -1,5 +1,6 @@
 //! `/.api/http-stats` (chocon's `go-httpstats` shape): request counts by
-//! status since start, and response-time percentiles over the last minute.
+//! status since start, and response-time percentiles over the last minute,
+//! or with `--stsize` over the last sampled requests (`sample.rs`).
 //!
 //! Percentiles come from a log-bucket histogram (HDR style: 32 buckets per
 //! power of two of microseconds, so any reported value is within ~1.6% of
@@ -13,6 +14,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use tokio::time::Instant;
+
+use super::sample::{self, LastRequests};
 
 /// The statuses chocon always lists, even at zero.
 const LISTED: [u16; 10] = [200, 400, 401, 403, 404, 500, 501, 502, 503, 504];
@@ -93,6 +96,8 @@ pub struct HttpStats {
     /// Indexed by status; anything past 599 is only in `count`.
     statuses: Box<[AtomicU64]>,
     slots: [Slot; SLOTS],
+    /// `--stsize`: the last sampled requests, reported instead of the window.
+    last: Option<LastRequests>,
 }
 
 /// `/.api/http-stats`.
@@ -127,8 +132,12 @@ pub struct ResponseTimes {
     pub percentiled_time: BTreeMap<u8, f64>,
     /// Requests the times are computed from.
     pub sample_count: u64,
-    /// Length of the window.
-    pub window_sec: u64,
+    /// Length of the window (absent when the times cover `sample_size`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window_sec: Option<u64>,
+    /// `--stsize`: the times cover the last this many sampled requests.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_size: Option<usize>,
 }
 
 impl HttpStats {
@@ -139,7 +148,15 @@ impl HttpStats {
             count: AtomicU64::new(0),
             statuses: (0..600).map(|_| AtomicU64::new(0)).collect(),
             slots: std::array::from_fn(|_| Slot::new()),
+            last: None,
         }
+    }
+
+    /// Also keeps the last `size` sampled response times (one in `factor`),
+    /// and reports those instead of the window; `size` 0 keeps the window.
+    pub fn with_sample(mut self, size: usize, factor: u32) -> Self {
+        self.last = (size > 0).then(|| LastRequests::new(size, factor));
+        self
     }
 
     /// Counts one request; `time` is its response time, `None` to count it
@@ -150,6 +167,9 @@ impl HttpStats {
             c.fetch_add(1, Ordering::Relaxed);
         }
         let Some(time) = time else { return };
+        if let Some(last) = &self.last {
+            last.record(time);
+        }
         let period = self.period(Instant::now());
         let slot = &self.slots[(period % SLOTS as u64) as usize];
         let seen = slot.period.load(Ordering::Acquire);
@@ -183,8 +203,49 @@ impl HttpStats {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// The report as of now.
+    /// The report as of now: over the sample with `--stsize`, else the window.
     pub fn report(&self) -> HttpStatsReport {
+        match &self.last {
+            Some(last) => self.report_sample(last),
+            None => self.report_window(),
+        }
+    }
+
+    /// The report over the last sampled requests.
+    fn report_sample(&self, last: &LastRequests) -> HttpStatsReport {
+        let sorted = last.sorted_us();
+        let secs = |us: u64| us as f64 / 1e6;
+        let count = sorted.len() as u64;
+        let response = ResponseTimes {
+            max_time: sorted.last().copied().map_or(0.0, secs),
+            min_time: sorted.first().copied().map_or(0.0, secs),
+            average_time: if count == 0 {
+                0.0
+            } else {
+                sorted.iter().map(|&us| us as f64).sum::<f64>() / count as f64 / 1e6
+            },
+            percentiled_time: PERCENTS
+                .iter()
+                .map(|&p| {
+                    let t = if sorted.is_empty() {
+                        0.0
+                    } else {
+                        secs(sample::percentile(&sorted, p))
+                    };
+                    (p, t)
+                })
+                .collect(),
+            sample_count: count,
+            window_sec: None,
+            sample_size: Some(last.size()),
+        };
+        HttpStatsReport {
+            request: self.request_counts(),
+            response,
+        }
+    }
+
+    fn request_counts(&self) -> RequestCounts {
         let mut status_count: BTreeMap<u16, u64> = LISTED.iter().map(|&s| (s, 0)).collect();
         for (status, c) in self.statuses.iter().enumerate() {
             let n = c.load(Ordering::Relaxed);
@@ -192,7 +253,14 @@ impl HttpStats {
                 status_count.insert(status as u16, n);
             }
         }
+        RequestCounts {
+            count: self.count(),
+            status_count,
+        }
+    }
 
+    /// The report over the last minute, whatever `--stsize` says.
+    pub fn report_window(&self) -> HttpStatsReport {
         let now = self.period(Instant::now());
         let mut count = 0u64;
         let mut sum_us = 0u64;
@@ -221,7 +289,8 @@ impl HttpStats {
                 average_time: 0.0,
                 percentiled_time: PERCENTS.iter().map(|&p| (p, 0.0)).collect(),
                 sample_count: 0,
-                window_sec: (SLOT * SLOTS as u32).as_secs(),
+                window_sec: Some((SLOT * SLOTS as u32).as_secs()),
+                sample_size: None,
             }
         } else {
             let percentile = |p: u8| {
@@ -242,14 +311,12 @@ impl HttpStats {
                 average_time: secs(sum_us as f64 / count as f64),
                 percentiled_time: PERCENTS.iter().map(|&p| (p, secs(percentile(p)))).collect(),
                 sample_count: count,
-                window_sec: (SLOT * SLOTS as u32).as_secs(),
+                window_sec: Some((SLOT * SLOTS as u32).as_secs()),
+                sample_size: None,
             }
         };
         HttpStatsReport {
-            request: RequestCounts {
-                count: self.count(),
-                status_count,
-            },
+            request: self.request_counts(),
             response,
         }
     }
@@ -311,6 +378,31 @@ mod tests {
         assert!(close(p[&90], 0.090), "p90 {}", p[&90]);
         assert!(close(p[&99], 0.099), "p99 {}", p[&99]);
         assert!(close(r.response.average_time, 5051.0 / 101.0 / 1000.0));
+    }
+
+    #[test]
+    fn stsize_reports_the_last_requests_and_keeps_the_window() {
+        let stats = HttpStats::new().with_sample(4, 1);
+        for ms in [500, 1, 2, 3, 4] {
+            stats.record(200, Some(Duration::from_millis(ms)));
+        }
+        let r = stats.report();
+        assert_eq!(r.request.count, 5);
+        assert_eq!(r.response.sample_count, 4, "the 500 ms request fell out");
+        assert_eq!(r.response.sample_size, Some(4));
+        assert_eq!(r.response.window_sec, None);
+        assert_eq!(r.response.max_time, 0.004);
+        assert_eq!(r.response.min_time, 0.001);
+        assert_eq!(r.response.average_time, 0.0025);
+        assert_eq!(r.response.percentiled_time[&50], 0.002);
+        assert_eq!(r.response.percentiled_time[&99], 0.004);
+        let w = stats.report_window();
+        assert_eq!(w.response.sample_count, 5, "the minute still has all five");
+        assert_eq!(w.response.window_sec, Some(60));
+        assert_eq!(w.response.max_time, 0.5);
+        let json = serde_json::to_value(&r).expect("json");
+        assert_eq!(json["response"]["sample_size"], 4);
+        assert!(json["response"].get("window_sec").is_none());
     }
 
     #[tokio::test(start_paused = true)]

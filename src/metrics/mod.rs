@@ -16,6 +16,7 @@ mod capped;
 pub mod client;
 mod latency;
 pub mod process;
+mod sample;
 mod scrape;
 mod series;
 
@@ -95,6 +96,15 @@ impl Metrics {
         &mut self.registry
     }
 
+    /// `/.api/http-stats` times the last sampled requests (`--stsize`,
+    /// `--spfactor`) instead of the last minute; size 0 keeps the minute.
+    pub fn with_http_sample(mut self, config: &crate::config::HttpStatsConfig) -> Self {
+        self.http = self
+            .http
+            .with_sample(config.sample_size, config.sampling_factor);
+        self
+    }
+
     /// Request headers the client key needs in `Record::request_headers`;
     /// the request path copies these as well as the access log's.
     pub fn request_headers(&self) -> &[HeaderName] {
@@ -153,9 +163,14 @@ impl Metrics {
         out
     }
 
-    /// `/.api/http-stats`.
-    pub fn http_stats(&self) -> HttpStatsReport {
-        self.http.report()
+    /// `/.api/http-stats`: over the `--stsize` sample when set, else (or
+    /// when `window`) over the last minute.
+    pub fn http_stats(&self, window: bool) -> HttpStatsReport {
+        if window {
+            self.http.report_window()
+        } else {
+            self.http.report()
+        }
     }
 
     /// Requests finished since start.

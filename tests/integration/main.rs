@@ -12,6 +12,7 @@ mod hardening;
 mod harness;
 mod headers;
 mod observability;
+mod operator;
 mod pool;
 mod pool_basic;
 mod routing;
