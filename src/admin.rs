@@ -93,11 +93,14 @@ impl Admin {
             }
             "/metrics" => (StatusCode::OK, metrics::CONTENT_TYPE, self.metrics.render()),
             "/.api/stats" => (StatusCode::OK, JSON, json(&self.process_report(), pretty)),
-            "/.api/http-stats" => (
-                StatusCode::OK,
-                JSON,
-                json(&self.metrics.http_stats(has_param(uri, "window")), pretty),
-            ),
+            "/.api/http-stats" => (StatusCode::OK, JSON, {
+                let report = if has_param(uri, "window") {
+                    self.metrics.http_stats_window()
+                } else {
+                    self.metrics.http_stats()
+                };
+                json(&report, pretty)
+            }),
             _ => return None,
         };
         let mut resp = Response::new(body::full(text));

@@ -163,14 +163,15 @@ impl Metrics {
         out
     }
 
-    /// `/.api/http-stats`: over the `--stsize` sample when set, else (or
-    /// when `window`) over the last minute.
-    pub fn http_stats(&self, window: bool) -> HttpStatsReport {
-        if window {
-            self.http.report_window()
-        } else {
-            self.http.report()
-        }
+    /// `/.api/http-stats`: over the `--stsize` sample when set, else over
+    /// the last minute.
+    pub fn http_stats(&self) -> HttpStatsReport {
+        self.http.report()
+    }
+
+    /// `/.api/http-stats?window=1`: over the last minute, whatever `--stsize` says.
+    pub fn http_stats_window(&self) -> HttpStatsReport {
+        self.http.report_window()
     }
 
     /// Requests finished since start.

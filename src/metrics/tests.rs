@@ -404,7 +404,7 @@ fn known_records_render_exact_counts() {
     }
     assert!(text.ends_with("# EOF\n"));
 
-    let stats = m.http_stats(false);
+    let stats = m.http_stats();
     assert_eq!(stats.request.count, 6);
     assert_eq!(stats.request.status_count[&200], 4);
     assert_eq!(stats.response.sample_count, 5, "the tunnel is not timed");
