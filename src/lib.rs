@@ -83,10 +83,47 @@ pub enum RunError {
     },
 }
 
-/// Runs the proxy until `shutdown` resolves, then drains and returns.
+/// Where a running proxy listens, known once its sockets are bound (ports
+/// may be 0 in `Config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    /// The client listener.
+    pub addr: std::net::SocketAddr,
+    /// The admin listener (`--metrics-listen`), if any.
+    pub admin_addr: Option<std::net::SocketAddr>,
+}
+
+/// Runs the proxy until `shutdown` resolves, then drains and returns. Prints
+/// the startup lines (`listening on ADDR`, `admin listening on ADDR`) on
+/// stderr once the sockets are bound.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), RunError> {
+    run_reporting(config, shutdown, |bound| {
+        // The startup lines: tests and scripts wait for them.
+        eprintln!(
+            "ccnproxy {} listening on {}",
+            env!("CARGO_PKG_VERSION"),
+            bound.addr
+        );
+        if let Some(admin) = bound.admin_addr {
+            eprintln!(
+                "ccnproxy {} admin listening on {admin}",
+                env!("CARGO_PKG_VERSION")
+            );
+        }
+    })
+    .await
+}
+
+/// Like [`run`] for an embedder (or a test): instead of printing, hands the
+/// bound addresses to `ready` once both listeners are bound and the pid file
+/// is written, before the first connection is accepted.
+pub async fn run_reporting(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send,
+    ready: impl FnOnce(Bound) + Send,
 ) -> Result<(), RunError> {
     let policy = Arc::new(policy::Policy::new(&config.policy).map_err(RunError::Config)?);
     let upstream = upstream::Upstream::new(&config.pool, &config.dns, &config.tls, policy.clone())?;
@@ -135,23 +172,7 @@ pub async fn run(
     let local = listener
         .local_addr()
         .map_err(|source| RunError::Listen { addr, source })?;
-    let pid_file = config.process.pid_file.clone();
-    if let Some(path) = &pid_file {
-        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
-            RunError::PidFile {
-                path: path.display().to_string(),
-                source,
-            }
-        })?;
-    }
-    // The startup line: tests and scripts wait for it.
-    eprintln!(
-        "ccnproxy {} listening on {local}",
-        env!("CARGO_PKG_VERSION")
-    );
-    tracing::info!(%local, "listening");
-
-    let admin_task = match config.listener.metrics_listen {
+    let admin_bound = match config.listener.metrics_listen {
         Some(admin_addr) => {
             let admin_listener =
                 listener::bind_plain(admin_addr).map_err(|source| RunError::Listen {
@@ -164,14 +185,27 @@ pub async fn run(
                     addr: admin_addr,
                     source,
                 })?;
-            eprintln!(
-                "ccnproxy {} admin listening on {shown}",
-                env!("CARGO_PKG_VERSION")
-            );
-            Some(tokio::spawn(admin::serve_admin(admin_listener, admin)))
+            Some((admin_listener, shown))
         }
         None => None,
     };
+    let pid_file = config.process.pid_file.clone();
+    if let Some(path) = &pid_file {
+        std::fs::write(path, format!("{}\n", std::process::id())).map_err(|source| {
+            RunError::PidFile {
+                path: path.display().to_string(),
+                source,
+            }
+        })?;
+    }
+    ready(Bound {
+        addr: local,
+        admin_addr: admin_bound.as_ref().map(|(_, shown)| *shown),
+    });
+    tracing::info!(%local, "listening");
+
+    let admin_task = admin_bound
+        .map(|(admin_listener, _)| tokio::spawn(admin::serve_admin(admin_listener, admin)));
     tokio::spawn({
         let upstream = upstream.clone();
         async move { upstream.prewarm().await }

@@ -133,6 +133,7 @@ impl AccessLog {
             LogDestination::None => return Ok(Self::disabled()),
             LogDestination::Stdout => Sink::Stdout,
             LogDestination::Stderr => Sink::Stderr,
+            LogDestination::Writer(out) => Sink::Writer(out.clone()),
             LogDestination::Dir(dir) => {
                 if config.rotate_interval < Duration::from_secs(1) {
                     return Err(AccessLogError::Interval(config.rotate_interval));

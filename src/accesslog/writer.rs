@@ -16,6 +16,7 @@ use super::format::Format;
 use super::rotate::RotatingFile;
 use super::time::unix_secs;
 use super::{AccessLogError, Msg, QUEUE_RECORDS, Record, Shared};
+use crate::config::LogWriter;
 
 /// A batch is written once it holds this much.
 const BATCH_BYTES: usize = 64 << 10;
@@ -27,6 +28,8 @@ pub(super) enum Sink {
     Stdout,
     Stderr,
     Dir(RotatingFile),
+    /// An embedder's writer (`LogDestination::Writer`).
+    Writer(LogWriter),
     /// Tests: a buffer with room for `room` bytes (whole lines), then a full disk.
     #[cfg(test)]
     Memory {
@@ -47,6 +50,7 @@ impl Sink {
                     .and_then(|()| out.flush())
                     .map_err(|err| (0, err))
             }
+            Self::Writer(out) => out.write_batch(batch).map_err(|err| (0, err)),
             Self::Dir(file) => file
                 .write(now, batch)
                 .map_err(|err| (err.kept, io::Error::other(err))),

@@ -158,7 +158,47 @@ pub enum LogDestination {
     None,
     /// Rotated files in this directory.
     Dir(PathBuf),
+    /// An embedder's writer (tests use it to read lines in memory); no flag
+    /// selects it.
+    Writer(LogWriter),
 }
+
+/// A writer that receives access-log lines in whole-line batches, for an
+/// embedder of the library. Clones share the writer.
+#[derive(Clone)]
+pub struct LogWriter(std::sync::Arc<std::sync::Mutex<Box<dyn std::io::Write + Send>>>);
+
+impl LogWriter {
+    /// Wraps `out`; each write gets one or more complete lines.
+    pub fn new(out: impl std::io::Write + Send + 'static) -> Self {
+        Self(std::sync::Arc::new(std::sync::Mutex::new(Box::new(out))))
+    }
+
+    /// Writes one batch of whole lines and flushes.
+    pub fn write_batch(&self, batch: &[u8]) -> std::io::Result<()> {
+        let mut out = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        out.write_all(batch)?;
+        out.flush()
+    }
+}
+
+impl std::fmt::Debug for LogWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LogWriter")
+    }
+}
+
+/// Two handles are equal when they share one writer.
+impl PartialEq for LogWriter {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for LogWriter {}
 
 /// Access log.
 #[derive(Debug, Clone)]

@@ -173,11 +173,17 @@ async fn missing_host_gets_400() {
 
 #[tokio::test]
 async fn startup_failure_is_reported() {
-    let err = Proxy::try_start(["--no-such-flag"])
+    let err = Proxy::try_spawn_binary(["--no-such-flag"])
         .await
         .err()
         .expect("an unknown flag must stop the proxy");
     assert!(err.contains("did not start"), "{err}");
+    assert!(err.contains("unix_wait_status(512)"), "exit code 2: {err}");
+    let err = Proxy::try_start(["--no-such-flag"])
+        .await
+        .err()
+        .expect("in process, too");
+    assert!(err.contains("--no-such-flag"), "{err}");
 }
 
 #[tokio::test]

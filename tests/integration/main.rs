@@ -1,5 +1,6 @@
-//! Integration tests: the real `ccnproxy` binary against real local origins
-//! (see `support`). One crate, a module per area.
+//! Integration tests: the proxy (in this process, or the real binary where a
+//! process is the point) against real local origins (see `support`). One
+//! crate, a module per area.
 
 mod support;
 

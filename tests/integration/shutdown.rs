@@ -16,7 +16,7 @@ async fn sigterm_lets_a_slow_request_finish_then_exits_0() {
         .await;
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("ccnproxy.pid");
-    let proxy = Proxy::start(origin.proxy_args_with(&[
+    let proxy = Proxy::spawn_binary(origin.proxy_args_with(&[
         "--pid-file",
         pid_file.to_str().unwrap(),
         "--shutdown-timeout",
@@ -56,7 +56,7 @@ async fn sigterm_flushes_the_access_log() {
         .stream(total, 10_000, Duration::from_millis(50))
         .start()
         .await;
-    let proxy = Proxy::start(origin.proxy_args()).await;
+    let proxy = Proxy::spawn_binary(origin.proxy_args()).await;
     for _ in 0..3 {
         assert_eq!(
             proxy.get("example.test.ccnproxy-https", "/").await.status(),
@@ -85,7 +85,7 @@ async fn sigterm_flushes_the_access_log() {
 #[tokio::test]
 async fn sigterm_when_idle_exits_0() {
     let origin = Origin::plain_http1().start().await;
-    let proxy = Proxy::start(origin.proxy_args()).await;
+    let proxy = Proxy::spawn_binary(origin.proxy_args()).await;
     for _ in 0..3 {
         assert_eq!(proxy.get("example.test.ccnproxy", "/").await.status(), 200);
     }
@@ -96,7 +96,7 @@ async fn sigterm_when_idle_exits_0() {
 
 #[tokio::test]
 async fn sigint_right_after_startup_exits_0() {
-    let proxy = Proxy::start(crate::support::origin::args_for(&[])).await;
+    let proxy = Proxy::spawn_binary(crate::support::origin::args_for(&[])).await;
     proxy.sigint();
     let status = proxy.wait_exit().await;
     assert!(status.success(), "exit status: {status}");
@@ -105,7 +105,7 @@ async fn sigint_right_after_startup_exits_0() {
 #[tokio::test]
 async fn shutdown_timeout_bounds_the_drain() {
     let origin = Origin::tls_http1().never_answer().start().await;
-    let proxy = Proxy::start(origin.proxy_args_with(&["--shutdown-timeout", "1s"])).await;
+    let proxy = Proxy::spawn_binary(origin.proxy_args_with(&["--shutdown-timeout", "1s"])).await;
     let mut conn = proxy.raw().await;
     conn.write(b"GET / HTTP/1.1\r\nHost: example.test.ccnproxy-https\r\n\r\n")
         .await

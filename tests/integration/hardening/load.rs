@@ -61,7 +61,7 @@ async fn ten_thousand_idle_connections_while_busy_clients_are_served() {
 
     let origin = Origin::plain_http1().reply(200, "ok").start().await;
     let proxy = Arc::new(
-        Proxy::start(origin.proxy_args_with(&[
+        Proxy::spawn_binary(origin.proxy_args_with(&[
             "--metrics-listen",
             "127.0.0.1:0",
             // Connections that never send a head must outlive the test.

@@ -25,22 +25,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::support::client::Client;
-use crate::support::{Proxy, TIMEOUT, client, wait_until};
+use crate::support::{Proxy, TIMEOUT, client};
 
-/// The admin address of a proxy started with `--metrics-listen 127.0.0.1:0`
-/// (from its second startup line).
+/// The admin address of a proxy started with `--metrics-listen 127.0.0.1:0`.
 pub async fn admin_addr(proxy: &Proxy) -> SocketAddr {
-    const MARK: &str = "admin listening on ";
-    wait_until("the admin startup line", TIMEOUT, || {
-        proxy.stderr().contains(MARK)
-    })
-    .await;
-    let stderr = proxy.stderr();
-    let rest = &stderr[stderr.find(MARK).expect("checked") + MARK.len()..];
-    rest.split_whitespace()
-        .next()
-        .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no address after {MARK:?} in {stderr}"))
+    proxy.admin_addr().await
 }
 
 /// `/metrics` from `admin`.

@@ -114,7 +114,8 @@ async fn sigterm_under_load_never_truncates_a_response() {
         .start()
         .await;
     let proxy = Arc::new(
-        Proxy::start(origin.proxy_args_with(&["--shutdown-timeout", "10s", "-c", "32"])).await,
+        Proxy::spawn_binary(origin.proxy_args_with(&["--shutdown-timeout", "10s", "-c", "32"]))
+            .await,
     );
     let addr = proxy.addr();
     let tasks: Vec<_> = (0..32)

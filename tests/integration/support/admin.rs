@@ -195,10 +195,14 @@ fn parse_labels(mut s: &str) -> Vec<(String, String)> {
 }
 
 impl Proxy {
-    /// The admin address from the `admin listening on ADDR` line (the proxy
-    /// must run with [`METRICS_LISTEN`]). The line follows the main startup
-    /// line; stderr has no event to wait on, so it is polled.
+    /// The admin address (the proxy must run with [`METRICS_LISTEN`]): as
+    /// reported at start in process; for the binary, from its `admin
+    /// listening on ADDR` line, which follows the main startup line (stderr
+    /// has no event to wait on, so it is polled).
     pub async fn admin_addr(&self) -> SocketAddr {
+        if let Some(addr) = self.bound_admin_addr() {
+            return addr;
+        }
         let find = |text: &str| {
             text.lines().find_map(|l| {
                 let rest = &l[l.find("admin listening on ")? + "admin listening on ".len()..];

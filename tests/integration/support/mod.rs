@@ -1,5 +1,6 @@
-//! Test support: a test-time CA, real origins (HTTP/1.1, TLS, h2), the real
-//! `ccnproxy` binary, an in-process DNS server and small HTTP clients.
+//! Test support: a test-time CA, real origins (HTTP/1.1, TLS, h2), the proxy
+//! (in process, or the real `ccnproxy` binary), an in-process DNS server and
+//! small HTTP clients.
 //!
 //! Everything listens on 127.0.0.0/8 on ports chosen by the kernel. Waits are
 //! bounded by [`TIMEOUT`]; a test waits for events (a log line, a counter),

@@ -1,38 +1,92 @@
-//! The real `ccnproxy` binary, started on 127.0.0.1 port 0 with a JSON
-//! access log on stdout. Its startup line on stderr gives the address; stderr
-//! is kept in a buffer for failure messages; stdout lines are parsed as
-//! access-log records.
+//! The proxy under test, on 127.0.0.1 port 0 with a JSON access log.
+//!
+//! [`Proxy::start`] runs it inside the test process: the arguments go
+//! through the crate's own clap `Args` → `Config` path, `run_reporting`
+//! reports the bound addresses, access-log lines arrive through an in-memory
+//! writer and the proxy's `tracing` output is kept as its "stderr". It runs on
+//! a runtime of its own (a thread and two workers), so a test that blocks its
+//! own thread cannot stall it and dropping the handle stops it at once, as
+//! killing a process would.
+//!
+//! [`Proxy::spawn_binary`] starts the real binary instead, for what only a
+//! process has: signals, exit codes, a pid and its memory, stdout/stderr.
+//! Its startup line on stderr gives the address; stderr is kept in a buffer
+//! for failure messages; stdout lines are parsed as access-log records.
+//! With `CCNPROXY_TEST_SPAWN_ALL=1` in the environment every test spawns it.
 
 use std::net::SocketAddr;
+use std::os::unix::process::ExitStatusExt as _;
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ccnproxy::config::{LogDestination, LogWriter, cli};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::TIMEOUT;
 use super::client::{self, Client, RawConn, ReqBody, Resp};
 
-/// How long the binary may take to print its startup line.
+/// How long the proxy may take to bind (the binary: to print its startup line).
 const STARTUP: Duration = Duration::from_secs(20);
 
-/// A running proxy process (killed when dropped).
+/// Set (to anything) to make [`Proxy::start`] spawn the binary as well: the
+/// whole suite against the real process, or a timing comparison.
+const SPAWN_ALL: &str = "CCNPROXY_TEST_SPAWN_ALL";
+
+/// The flags every proxy under test starts with (`args` come after and win).
+const BASE_ARGS: [&str; 8] = [
+    "-l",
+    "127.0.0.1",
+    "-p",
+    "0",
+    "--access-log-dir",
+    "stdout",
+    "--access-log-format",
+    "json",
+];
+
+/// A running proxy: in this process (stopped when dropped) or a child
+/// process (killed when dropped).
 pub struct Proxy {
-    child: tokio::sync::Mutex<Child>,
-    pid: u32,
+    runner: Runner,
     addr: SocketAddr,
+    /// Known at start for an in-process proxy; read from stderr otherwise.
+    admin_addr: Option<SocketAddr>,
     stderr: Arc<Mutex<String>>,
     logs: tokio::sync::Mutex<mpsc::UnboundedReceiver<Value>>,
 }
 
+enum Runner {
+    Process {
+        child: tokio::sync::Mutex<Child>,
+        pid: u32,
+    },
+    InProcess(InProcess),
+}
+
+/// The controls of a proxy running on its own runtime thread.
+struct InProcess {
+    /// Asks for the graceful shutdown SIGTERM would start.
+    shutdown: Mutex<Option<oneshot::Sender<()>>>,
+    /// Stops the runtime at once (on drop).
+    kill: Option<oneshot::Sender<()>>,
+    /// Resolves with `run`'s result (`Err` carries the one-line reason).
+    exited: tokio::sync::Mutex<Exit>,
+}
+
+enum Exit {
+    Running(oneshot::Receiver<Result<(), String>>),
+    Exited(ExitStatus),
+}
+
 impl Proxy {
-    /// Starts the binary with `-l 127.0.0.1 -p 0 --access-log-dir stdout
-    /// --access-log-format json` and `args`; panics (with its stderr) if it
-    /// does not print `listening on ADDR` within 20 s.
+    /// Starts the proxy in this process with `-l 127.0.0.1 -p 0
+    /// --access-log-dir stdout --access-log-format json` and `args`; panics
+    /// (with its output) if it does not start.
     pub async fn start<I, S>(args: I) -> Proxy
     where
         I: IntoIterator<Item = S>,
@@ -44,29 +98,145 @@ impl Proxy {
         }
     }
 
-    /// Like [`Proxy::start`], returning the reason (with stderr) on failure.
+    /// Like [`Proxy::start`], returning the reason on failure.
     pub async fn try_start<I, S>(args: I) -> Result<Proxy, String>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
         let args: Vec<String> = args.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        if std::env::var_os(SPAWN_ALL).is_some() {
+            return Proxy::try_spawn_binary(args).await;
+        }
+        let fail = |why: String| format!("ccnproxy {args:?} did not start: {why}");
+        let argv = std::iter::once("ccnproxy")
+            .chain(BASE_ARGS)
+            .chain(args.iter().map(String::as_str))
+            .map(std::ffi::OsString::from);
+        let parsed = cli::parse_args(argv).map_err(|e| fail(e.to_string()))?;
+        let (log_level, log_format) = (parsed.log_level.clone(), parsed.log_format.clone());
+        let mut config = parsed.into_config().map_err(|e| fail(e.to_string()))?;
+        let (log_tx, log_rx) = mpsc::unbounded_channel();
+        if config.access_log.destination == LogDestination::Stdout {
+            config.access_log.destination = LogDestination::Writer(LogWriter::new(LineSink {
+                partial: Vec::new(),
+                logs: log_tx,
+            }));
+        }
+
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let dispatch = capture_tracing(&stderr, &log_level, &log_format);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
+        let (kill_tx, kill_rx) = oneshot::channel::<()>();
+        let (exit_tx, exit_rx) = oneshot::channel();
+        let runtime = {
+            let dispatch = dispatch.clone();
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("ccnproxy-under-test")
+                .enable_all()
+                .on_thread_start(move || {
+                    // The guard would restore the previous default; these
+                    // threads live only as long as the proxy.
+                    std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+                })
+                .build()
+                .map_err(|e| fail(format!("building its runtime: {e}")))?
+        };
+        let out = stderr.clone();
+        std::thread::Builder::new()
+            .name("ccnproxy-under-test".to_owned())
+            .spawn(move || {
+                let shutdown = async {
+                    let _ = shutdown_rx.await;
+                };
+                let ready = move |bound: ccnproxy::Bound| {
+                    let _ = ready_tx.send(bound);
+                };
+                let result = runtime.block_on(async {
+                    tokio::select! {
+                        result = ccnproxy::run_reporting(config, shutdown, ready) => Some(result),
+                        _ = kill_rx => None,
+                    }
+                });
+                // Killed, or done: drop whatever tasks are left without waiting.
+                runtime.shutdown_background();
+                let Some(result) = result else { return };
+                let result = result.map_err(|e| error_chain(&e));
+                if let Err(e) = &result {
+                    out.lock().unwrap().push_str(&format!("ccnproxy: {e}\n"));
+                }
+                let _ = exit_tx.send(result);
+            })
+            .map_err(|e| fail(format!("spawning its thread: {e}")))?;
+
+        let inner = InProcess {
+            shutdown: Mutex::new(Some(shutdown_tx)),
+            kill: Some(kill_tx),
+            exited: tokio::sync::Mutex::new(Exit::Running(exit_rx)),
+        };
+        let bound = match tokio::time::timeout(STARTUP, ready_rx).await {
+            Ok(Ok(bound)) => bound,
+            Ok(Err(_)) => {
+                let mut exited = inner.exited.lock().await;
+                let why = match &mut *exited {
+                    Exit::Running(rx) => match rx.await {
+                        Ok(Err(e)) => e,
+                        _ => "it stopped before binding".to_owned(),
+                    },
+                    Exit::Exited(_) => unreachable!("set only by wait_exit"),
+                };
+                return Err(fail(why));
+            }
+            Err(_) => return Err(fail(format!("not bound within {STARTUP:?}"))),
+        };
+        // What the binary prints, for tests that read it.
+        let version = env!("CARGO_PKG_VERSION");
+        let mut lines = format!("ccnproxy {version} listening on {}\n", bound.addr);
+        if let Some(admin) = bound.admin_addr {
+            lines.push_str(&format!("ccnproxy {version} admin listening on {admin}\n"));
+        }
+        stderr.lock().unwrap().insert_str(0, &lines);
+        Ok(Proxy {
+            runner: Runner::InProcess(inner),
+            addr: bound.addr,
+            admin_addr: bound.admin_addr,
+            stderr,
+            logs: tokio::sync::Mutex::new(log_rx),
+        })
+    }
+
+    /// Starts the real binary with the flags of [`Proxy::start`]; for tests
+    /// of signals, exit codes, the pid file, the process's memory or its
+    /// output streams. Panics (with its stderr) if it does not print
+    /// `listening on ADDR` within 20 s.
+    pub async fn spawn_binary<I, S>(args: I) -> Proxy
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        match Proxy::try_spawn_binary(args).await {
+            Ok(proxy) => proxy,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    /// Like [`Proxy::spawn_binary`], returning the reason (with stderr) on
+    /// failure.
+    pub async fn try_spawn_binary<I, S>(args: I) -> Result<Proxy, String>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let args: Vec<String> = args.into_iter().map(|s| s.as_ref().to_owned()).collect();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ccnproxy"));
-        cmd.args([
-            "-l",
-            "127.0.0.1",
-            "-p",
-            "0",
-            "--access-log-dir",
-            "stdout",
-            "--access-log-format",
-            "json",
-        ])
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        cmd.args(BASE_ARGS)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
         // Only the flags above configure the proxy under test.
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("CCNPROXY_") {
@@ -114,12 +284,25 @@ impl Proxy {
             }
         };
         Ok(Proxy {
-            child: tokio::sync::Mutex::new(child),
-            pid,
+            runner: Runner::Process {
+                child: tokio::sync::Mutex::new(child),
+                pid,
+            },
             addr,
+            admin_addr: None,
             stderr,
             logs: tokio::sync::Mutex::new(log_rx),
         })
+    }
+
+    /// Whether this proxy is the real binary ([`Proxy::spawn_binary`]).
+    pub fn is_binary(&self) -> bool {
+        matches!(self.runner, Runner::Process { .. })
+    }
+
+    /// The admin address, when the in-process proxy reported it at start.
+    pub(super) fn bound_admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The listening address.
@@ -132,9 +315,14 @@ impl Proxy {
         self.addr.port()
     }
 
-    /// The process id.
+    /// The process id; only a proxy from [`Proxy::spawn_binary`] has one.
     pub fn pid(&self) -> u32 {
-        self.pid
+        match &self.runner {
+            Runner::Process { pid, .. } => *pid,
+            Runner::InProcess(_) => {
+                panic!("the in-process proxy has no pid of its own; use Proxy::spawn_binary")
+            }
+        }
     }
 
     /// Everything written to stderr so far.
@@ -196,44 +384,88 @@ impl Proxy {
         )
     }
 
-    /// Sends SIGTERM.
+    /// Sends SIGTERM. In process: starts the graceful shutdown that SIGTERM
+    /// starts in the binary (`run`'s shutdown future resolves).
     pub fn sigterm(&self) {
         self.signal("TERM");
     }
 
-    /// Sends SIGINT.
+    /// Sends SIGINT (in process: like [`Proxy::sigterm`]).
     pub fn sigint(&self) {
         self.signal("INT");
     }
 
     fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{name}"), &self.pid.to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -{name} {} failed", self.pid);
-    }
-
-    /// Waits (at most 15 s) for the process to exit.
-    pub async fn wait_exit(&self) -> ExitStatus {
-        let mut child = self.child.lock().await;
-        match tokio::time::timeout(Duration::from_secs(15), child.wait()).await {
-            Ok(status) => status.expect("waiting for ccnproxy"),
-            Err(_) => panic!(
-                "ccnproxy did not exit within 15 s\n--- stderr ---\n{}",
-                self.stderr()
-            ),
+        match &self.runner {
+            Runner::Process { pid, .. } => {
+                let status = std::process::Command::new("kill")
+                    .args([&format!("-{name}"), &pid.to_string()])
+                    .status()
+                    .expect("running kill");
+                assert!(status.success(), "kill -{name} {pid} failed");
+            }
+            Runner::InProcess(inner) => {
+                if let Some(tx) = inner.shutdown.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+            }
         }
     }
 
-    /// Whether the process has exited.
+    /// Waits (at most 15 s) for the process to exit (in process: for `run`
+    /// to return; exit status 0 for `Ok`, 2 for an error, as `main` does).
+    pub async fn wait_exit(&self) -> ExitStatus {
+        const LIMIT: Duration = Duration::from_secs(15);
+        let waited = match &self.runner {
+            Runner::Process { child, .. } => {
+                let mut child = child.lock().await;
+                tokio::time::timeout(LIMIT, child.wait())
+                    .await
+                    .map(|status| status.expect("waiting for ccnproxy"))
+            }
+            Runner::InProcess(inner) => {
+                let mut exited = inner.exited.lock().await;
+                match &mut *exited {
+                    Exit::Exited(status) => Ok(*status),
+                    Exit::Running(rx) => tokio::time::timeout(LIMIT, rx).await.map(|result| {
+                        let code = if matches!(result, Ok(Ok(()))) { 0 } else { 2 };
+                        let status = ExitStatus::from_raw(code << 8);
+                        *exited = Exit::Exited(status);
+                        status
+                    }),
+                }
+            }
+        };
+        waited.unwrap_or_else(|_| {
+            panic!(
+                "ccnproxy did not exit within {LIMIT:?}\n--- stderr ---\n{}",
+                self.stderr()
+            )
+        })
+    }
+
+    /// Whether the process has exited (in process: whether `run` returned).
     pub async fn has_exited(&self) -> bool {
-        self.child
-            .lock()
-            .await
-            .try_wait()
-            .expect("try_wait")
-            .is_some()
+        match &self.runner {
+            Runner::Process { child, .. } => {
+                child.lock().await.try_wait().expect("try_wait").is_some()
+            }
+            Runner::InProcess(inner) => {
+                let mut exited = inner.exited.lock().await;
+                match &mut *exited {
+                    Exit::Exited(_) => true,
+                    Exit::Running(rx) => match rx.try_recv() {
+                        Err(oneshot::error::TryRecvError::Empty) => false,
+                        Ok(result) => {
+                            let code = if result.is_ok() { 0 } else { 2 };
+                            *exited = Exit::Exited(ExitStatus::from_raw(code << 8));
+                            true
+                        }
+                        Err(oneshot::error::TryRecvError::Closed) => true,
+                    },
+                }
+            }
+        }
     }
 
     /// `GET path` with `Host: host`, on a fresh connection.
@@ -298,13 +530,104 @@ pub type Request = http::Request<ReqBody>;
 impl Drop for Proxy {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            let which = match &self.runner {
+                Runner::Process { pid, .. } => format!("pid {pid}"),
+                Runner::InProcess(_) => "in process".to_owned(),
+            };
             eprintln!(
-                "--- ccnproxy stderr (pid {}) ---\n{}",
-                self.pid,
+                "--- ccnproxy stderr ({which}) ---\n{}",
                 self.stderr.lock().unwrap()
             );
         }
+        if let Runner::InProcess(inner) = &mut self.runner
+            && let Some(kill) = inner.kill.take()
+        {
+            let _ = kill.send(());
+        }
     }
+}
+
+/// `tracing` output of an in-process proxy, into its "stderr" buffer, with
+/// the binary's filter (`RUST_LOG`, else `ccnproxy=LEVEL,warn`).
+fn capture_tracing(buf: &Arc<Mutex<String>>, level: &str, format: &str) -> tracing::Dispatch {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(format!("ccnproxy={level},warn")))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let buf = buf.clone();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(move || Capture(buf.clone()));
+    if format == "json" {
+        tracing::Dispatch::new(builder.json().finish())
+    } else {
+        tracing::Dispatch::new(builder.finish())
+    }
+}
+
+/// Appends what `tracing` writes to a shared string.
+struct Capture(Arc<Mutex<String>>);
+
+impl std::io::Write for Capture {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap()
+            .push_str(&String::from_utf8_lossy(bytes));
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The in-process access-log destination: whole lines, each parsed as
+/// [`drain_stdout`] parses the binary's stdout.
+struct LineSink {
+    partial: Vec<u8>,
+    logs: mpsc::UnboundedSender<Value>,
+}
+
+impl std::io::Write for LineSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.partial.extend_from_slice(bytes);
+        while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.partial.drain(..=end).collect();
+            if let Some(value) = log_value(&line) {
+                // The test stopped reading; the line has nowhere to go.
+                let _ = self.logs.send(value);
+            }
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// One access-log line as a JSON value; a line that is not JSON comes back
+/// as a JSON string; `None` for a blank line.
+fn log_value(line: &[u8]) -> Option<Value> {
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end();
+    if text.is_empty() {
+        return None;
+    }
+    Some(serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned())))
+}
+
+/// `err` and its sources on one line, as `main` prints a startup error.
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
 }
 
 /// Parses the address out of `... listening on 127.0.0.1:PORT`.
@@ -346,12 +669,9 @@ async fn drain_stdout(stdout: impl AsyncRead + Unpin, logs: mpsc::UnboundedSende
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end();
-        if text.is_empty() {
+        let Some(value) = log_value(&line) else {
             continue;
-        }
-        let value = serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()));
+        };
         if logs.send(value).is_err() {
             return;
         }
