@@ -1,7 +1,9 @@
 //! Serves one client connection: HTTP/1.1 and h2c on the same socket
 //! (hyper-util's auto builder), with the read (slow headers, idle
-//! keep-alive) and write-stall timeouts, upgrades for CONNECT, and graceful
-//! shutdown through the listener's watcher.
+//! keep-alive) and write-stall timeouts, upgrades for CONNECT, and the
+//! shutdown phases: while draining, HTTP/1.1 responses say `Connection:
+//! close` and an h2c connection gets GOAWAY; when stopping, every connection
+//! shuts down gracefully (idle ones close, in-flight requests finish).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -9,12 +11,13 @@ use std::sync::Arc;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::Watcher;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, watch};
 
 use crate::config::{LimitsConfig, ListenerConfig};
 use crate::exchange::ConnInfo;
 use crate::proxy::Handler;
+use crate::shutdown::Phase;
 
 /// The connection builder, configured once.
 pub fn builder(listener: &ListenerConfig, limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
@@ -31,15 +34,16 @@ pub fn builder(listener: &ListenerConfig, limits: &LimitsConfig) -> auto::Builde
     b
 }
 
-/// Serves `stream` (a client socket, `TCP_NODELAY` set) until the client closes, a timeout fires, or shutdown
-/// completes.
+/// Serves `stream` (a client socket, `TCP_NODELAY` set) until the client
+/// closes, a timeout fires, or `phase` reaches `Stopping` and the requests in
+/// flight are done.
 pub async fn serve<S>(
     stream: S,
     info: ConnInfo,
     service: Arc<Handler>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     listener: &ListenerConfig,
-    watcher: Watcher,
+    mut phase: watch::Receiver<Phase>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
@@ -49,16 +53,60 @@ where
     // reading; a long but moving download is fine.
     stream.set_write_timeout(Some(listener.write_timeout));
     let io = TokioIo::new(Box::pin(stream));
-    let svc = service_fn(move |req| {
-        let service = service.clone();
-        // Boxed: hyper keeps the service future inside each connection's
-        // state, and the request path's future is ~11 KB. Boxing it keeps idle
-        // connections small (memory per idle client, see docs/bench.md).
-        Box::pin(async move { Ok::<_, Infallible>(service.handle(info, req).await) })
+    // hyper-util's auto builder does not say which protocol it picked; the
+    // first HTTP/2 request tells.
+    let spoke_h2 = Arc::new(Notify::new());
+    let svc = service_fn({
+        let spoke_h2 = spoke_h2.clone();
+        let phase = phase.clone();
+        move |req| {
+            let service = service.clone();
+            let phase = phase.clone();
+            let h1 = req.version() < http::Version::HTTP_2;
+            if !h1 {
+                spoke_h2.notify_one();
+            }
+            let keeps_conn = h1 && req.method() != http::Method::CONNECT;
+            // Boxed: hyper keeps the service future inside each connection's
+            // state, and the request path's future is ~11 KB. Boxing it keeps idle
+            // connections small (memory per idle client, see docs/bench.md).
+            Box::pin(async move {
+                let mut resp = service.handle(info, req).await;
+                if keeps_conn && *phase.borrow() != Phase::Serving {
+                    resp.headers_mut()
+                        .insert(http::header::CONNECTION, CLOSE.clone());
+                }
+                Ok::<_, Infallible>(resp)
+            })
+        }
     });
     let conn = builder.serve_connection_with_upgrades(io, svc);
-    watcher.watch(conn.into_owned()).await
+    tokio::pin!(conn);
+    let (mut is_h2, mut asked_to_close, mut phase_open) = (false, false, true);
+    loop {
+        let now = *phase.borrow_and_update();
+        let close = match now {
+            Phase::Serving => false,
+            // HTTP/1.1 closes after its next response (`Connection: close`).
+            Phase::Draining => is_h2,
+            Phase::Stopping => true,
+        };
+        if close && !asked_to_close {
+            // h2: GOAWAY, in-flight streams finish; h1: close once idle.
+            conn.as_mut().graceful_shutdown();
+            asked_to_close = true;
+        }
+        tokio::select! {
+            done = conn.as_mut() => return done,
+            () = spoke_h2.notified(), if !is_h2 => is_h2 = true,
+            changed = phase.changed(), if phase_open && !asked_to_close => {
+                phase_open = changed.is_ok();
+            }
+        }
+    }
 }
+
+static CLOSE: http::HeaderValue = http::HeaderValue::from_static("close");
 
 /// When a connection ended because hyper refused a request head, the
 /// status hyper answered with (431 for an oversized head, 400 otherwise).

@@ -211,22 +211,33 @@ pub async fn run_reporting(
         async move { upstream.prewarm().await }
     });
 
-    let listener::Draining {
-        graceful,
-        mut tasks,
-    } = listener::accept_loop(
+    let (phase, phase_rx) = tokio::sync::watch::channel(shutdown::Phase::Serving);
+    let drain_delay = config.process.drain_delay;
+    let stop = async {
+        shutdown.await;
+        // A balancer stops sending new clients once its health check fails.
+        draining.store(true, Ordering::Relaxed);
+        if !drain_delay.is_zero() {
+            tracing::info!(delay = ?drain_delay, "draining: /healthz says 503, still serving");
+            phase.send_replace(shutdown::Phase::Draining);
+            tokio::time::sleep(drain_delay).await;
+        }
+    };
+    let listener::Draining { mut tasks } = listener::accept_loop(
         listener,
         handler.clone(),
         config.listener.clone(),
         config.limits.clone(),
         front,
-        shutdown,
+        phase_rx,
+        stop,
     )
     .await;
-    draining.store(true, Ordering::Relaxed);
-    let open = graceful.count();
+    phase.send_replace(shutdown::Phase::Stopping);
+    let open = tasks.len();
     tracing::info!(open, timeout = ?config.process.shutdown_timeout, "draining client connections");
-    if tokio::time::timeout(config.process.shutdown_timeout, graceful.shutdown())
+    let all_closed = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(config.process.shutdown_timeout, all_closed)
         .await
         .is_err()
     {

@@ -50,9 +50,9 @@ fn inherited() -> std::io::Result<Option<std::net::TcpListener>> {
 
 /// The connections still open when accepting stopped.
 pub struct Draining {
-    /// Asks each connection to finish its requests and close.
-    pub graceful: hyper_util::server::graceful::GracefulShutdown,
-    /// The connection tasks, to cancel when the grace time runs out.
+    /// The connection tasks: each ends when its connection closes (set the
+    /// phase to `Stopping` to ask them); cancel them when the grace time
+    /// runs out.
     pub tasks: tokio::task::JoinSet<()>,
 }
 
@@ -72,10 +72,10 @@ pub async fn accept_loop(
     config: ListenerConfig,
     limits: LimitsConfig,
     front: Front,
+    phase: tokio::sync::watch::Receiver<crate::shutdown::Phase>,
     stop: impl std::future::Future<Output = ()>,
 ) -> Draining {
     let front = Arc::new(front);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut tasks = tokio::task::JoinSet::new();
     let builder = Arc::new(crate::conn::builder(&config, &limits));
     let slots = Arc::new(Semaphore::new(config.max_client_conns));
@@ -114,7 +114,7 @@ pub async fn accept_loop(
         let service = service.clone();
         let builder = builder.clone();
         let config = config.clone();
-        let watcher = graceful.watcher();
+        let phase = phase.clone();
         let front = front.clone();
         let span = tracing::debug_span!("conn", %peer);
         let open = service.client_connection();
@@ -143,7 +143,7 @@ pub async fn accept_loop(
                     });
                 }
                 let served =
-                    crate::conn::serve(stream, info, service.clone(), builder, &config, watcher)
+                    crate::conn::serve(stream, info, service.clone(), builder, &config, phase)
                         .await;
                 if let Err(err) = served {
                     if let Some(status) = crate::conn::rejected_status(&*err) {
@@ -163,7 +163,7 @@ pub async fn accept_loop(
             .instrument(span),
         );
     }
-    Draining { graceful, tasks }
+    Draining { tasks }
 }
 
 /// Over `--max-client-conns`: a short 503 and close.

@@ -211,6 +211,9 @@ pub struct Args {
     /// With --stsize, one request in N is sampled (chocon's sampling factor).
     #[arg(long, env = "CCNPROXY_SPFACTOR", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     pub spfactor: u32,
+    /// After SIGTERM, keep serving this long with /healthz at 503 (Connection: close, GOAWAY) before --shutdown-timeout starts.
+    #[arg(long, env = "CCNPROXY_DRAIN_DELAY", default_value = "0", value_parser = parse_duration)]
+    pub drain_delay: Duration,
     /// Print shell completions or the man page instead of running.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -429,6 +432,7 @@ impl Args {
         c.process.pid_file = self.pid_file.filter(|p| !p.as_os_str().is_empty());
         c.http_stats.sample_size = self.stsize;
         c.http_stats.sampling_factor = self.spfactor;
+        c.process.drain_delay = self.drain_delay;
         Ok(c)
     }
 }

@@ -268,6 +268,9 @@ pub struct ProcessConfig {
     pub shutdown_timeout: Duration,
     /// Written at start, removed at exit.
     pub pid_file: Option<PathBuf>,
+    /// After SIGTERM, keep accepting and serving this long (with `/healthz`
+    /// at 503) before the grace time starts; 0 = stop accepting at once.
+    pub drain_delay: Duration,
 }
 
 /// Client identity behind a load balancer (`identity`).
@@ -368,6 +371,7 @@ impl Default for Config {
             process: ProcessConfig {
                 shutdown_timeout: Duration::from_secs(3600),
                 pid_file: None,
+                drain_delay: Duration::ZERO,
             },
             identity: IdentityConfig::default(),
             http_stats: HttpStatsConfig {

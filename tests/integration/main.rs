@@ -8,6 +8,7 @@ mod accesslog;
 mod bodies;
 mod errors;
 mod failover;
+mod fleet_drain;
 mod fleet_identity;
 mod hardening;
 mod harness;
