@@ -52,14 +52,11 @@ pub struct Args {
     /// Write the process id here at start; removed at exit.
     #[arg(long, env = "CCNPROXY_PID_FILE", value_parser = clap::builder::TypedValueParser::map(clap::builder::OsStringValueParser::new(), PathBuf::from))]
     pub pid_file: Option<PathBuf>,
-    /// Idle HTTP/1.1 upstream connections kept per origin.
-    #[arg(
-        short = 'c',
-        long,
-        env = "CCNPROXY_KEEPALIVE_CONNS",
-        default_value_t = 2
-    )]
-    pub keepalive_conns: usize,
+    /// Idle HTTP/1.1 upstream connections kept per origin at most (default:
+    /// every connection that was busy, up to --max-conns-per-host, each
+    /// closed after --idle-timeout).
+    #[arg(short = 'c', long, env = "CCNPROXY_KEEPALIVE_CONNS")]
+    pub keepalive_conns: Option<usize>,
     /// Open HTTP/1.1 upstream connections per origin at most (0 = unlimited).
     #[arg(long, env = "CCNPROXY_MAX_CONNS_PER_HOST", default_value_t = 0)]
     pub max_conns_per_host: usize,
@@ -519,7 +516,7 @@ mod tests {
     fn chocon_flags_and_defaults() {
         let c = config(&[]).expect("defaults parse");
         assert_eq!(c.listener.addr, "0.0.0.0:3000".parse().expect("addr"));
-        assert_eq!(c.pool.keepalive_conns, 2);
+        assert_eq!(c.pool.keepalive_conns, None);
         assert_eq!(c.listener.read_timeout, Duration::from_secs(30));
         assert_eq!(c.process.shutdown_timeout, Duration::from_secs(3600));
         let c = config(&[
@@ -536,7 +533,7 @@ mod tests {
         ])
         .expect("flags parse");
         assert_eq!(c.listener.addr, "127.0.0.1:0".parse().expect("addr"));
-        assert_eq!(c.pool.keepalive_conns, 8);
+        assert_eq!(c.pool.keepalive_conns, Some(8));
         assert_eq!(c.listener.read_timeout, Duration::from_secs(5));
         assert_eq!(c.pool.response_timeout, Duration::from_millis(250));
     }
@@ -581,7 +578,7 @@ mod tests {
         .expect("write");
         let c = config(&["--config", path.to_str().expect("utf8"), "-c", "3"]).expect("parse");
         assert_eq!(c.listener.addr.port(), 4000);
-        assert_eq!(c.pool.keepalive_conns, 3);
+        assert_eq!(c.pool.keepalive_conns, Some(3));
         assert_eq!(c.policy.allow_host, vec!["*.test", "*.example"]);
     }
 }

@@ -86,8 +86,9 @@ pub struct PolicyConfig {
 /// The upstream pool.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
-    /// Idle HTTP/1.1 connections kept per origin (`-c`).
-    pub keepalive_conns: usize,
+    /// Idle HTTP/1.1 connections kept per origin at most (`-c`); `None`
+    /// keeps every connection that was busy, up to `max_conns_per_host`.
+    pub keepalive_conns: Option<usize>,
     /// Open HTTP/1.1 connections per origin at most (0 = unlimited).
     pub max_conns_per_host: usize,
     /// How long a request may wait for a connection or stream.
@@ -324,7 +325,7 @@ impl Default for Config {
                 allow_cidr: Vec::new(),
             },
             pool: PoolConfig {
-                keepalive_conns: 2,
+                keepalive_conns: None,
                 max_conns_per_host: 0,
                 wait_timeout: Duration::from_secs(30),
                 idle_timeout: Duration::from_secs(90),

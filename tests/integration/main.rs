@@ -10,6 +10,8 @@ mod errors;
 mod failover;
 mod fleet_drain;
 mod fleet_identity;
+mod goaway;
+mod h1_keepalive;
 mod hardening;
 mod harness;
 mod headers;

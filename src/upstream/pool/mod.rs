@@ -34,7 +34,7 @@ mod race;
 mod shape;
 pub mod state;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ use crate::policy::Policy;
 use crate::route::{Origin, Scheme};
 use body::{Held, TryResult, with_response_timeout};
 use lease::{Handle, Lease};
-use shape::{clone_head, is_retryable, rebuild, to_h1_form, to_h2_form};
+use shape::{Refusal, clone_head, is_retryable, rebuild, refusal, to_h1_form, to_h2_form};
 use state::{Limits, Slots, Take, Wake};
 
 /// What every pool shares.
@@ -107,11 +107,14 @@ impl Handle for http1::SendRequest<ProxyBody> {
 pub(crate) struct H2Handle {
     sender: http2::SendRequest<ProxyBody>,
     max_streams: Arc<AtomicUsize>,
+    /// Set when a stream learnt that the origin sent GOAWAY: hyper notices
+    /// only when it next polls the connection, the pool at once.
+    going_away: Arc<AtomicBool>,
 }
 
 impl Handle for H2Handle {
     fn is_closed(&self) -> bool {
-        self.sender.is_closed()
+        self.going_away.load(Ordering::Relaxed) || self.sender.is_closed()
     }
 
     fn max_streams(&self) -> usize {
@@ -120,6 +123,10 @@ impl Handle for H2Handle {
 }
 
 type H1Handle = http1::SendRequest<ProxyBody>;
+
+/// Retries of one request at most: a request refused by a recycling origin
+/// may meet a second connection that is going away too, never a third.
+pub const MAX_RETRIES: u32 = 2;
 type PoolLease = Lease<H1Handle, H2Handle>;
 
 /// One origin's connections.
@@ -164,8 +171,12 @@ impl Pool {
         }
     }
 
-    /// Sends `req`; retries once on a fresh connection when a reused one
-    /// failed before the request left (README "The upstream pool").
+    /// Sends `req`. Retries, at most [`MAX_RETRIES`] times, a request the
+    /// origin cannot have processed: one that never left (the connection
+    /// was already closing or going away), one an HTTP/2 origin refused
+    /// (GOAWAY above its last stream id, `REFUSED_STREAM`); and, once on a
+    /// fresh connection, a bodyless request whose reused connection broke
+    /// before any response byte (README "The upstream pool").
     pub async fn send(
         self: &Arc<Self>,
         mut req: Request<ProxyBody>,
@@ -185,9 +196,10 @@ impl Pool {
                 to_h1_form(&mut req);
             }
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            // A bodyless request can be rebuilt from its head if the
-            // connection turns out to be dead before any response byte.
-            let head = (reused && !fresh && req.body().is_end_stream()).then(|| clone_head(&req));
+            // A bodyless request can be rebuilt from its head if it turns
+            // out that the origin never processed it.
+            let may_retry = timing.retries < MAX_RETRIES;
+            let head = (may_retry && req.body().is_end_stream()).then(|| clone_head(&req));
             let (body_done_tx, body_done_rx) = tokio::sync::oneshot::channel();
             let req_for_send = req.map(|b| DoneSignal::wrap(b, body_done_tx).boxed_unsync());
             let sent_at = Instant::now();
@@ -196,7 +208,7 @@ impl Pool {
                 Lease::H2(s) => SendFut::H2(s.handle.sender.try_send_request(req_for_send)),
             };
             let limit = self.shared.config.response_timeout;
-            match with_response_timeout(fut.run(), body_done_rx, limit).await {
+            let mut err = match with_response_timeout(fut.run(), body_done_rx, limit).await {
                 None => {
                     held.finish(false);
                     return Err(UpstreamError::Timeout(limit));
@@ -207,22 +219,32 @@ impl Pool {
                     let resp = resp.map(|body| UpstreamBody::new(body, held));
                     return Ok((resp, timing));
                 }
-                Some(Err(mut err)) => {
-                    held.finish(false);
-                    let recovered = err.take_message();
-                    let recovered = recovered
-                        .or_else(|| head.filter(|_| is_retryable(err.error())).map(rebuild));
-                    match recovered {
-                        Some(again) if reused && !fresh => {
-                            tracing::debug!(origin = %self.origin, error = err.error() as &dyn std::error::Error, "retrying on a fresh connection");
-                            self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                            timing.retries += 1;
-                            fresh = true;
-                            req = again;
-                        }
-                        _ => return Err(UpstreamError::Request(err.into_error())),
-                    }
+                Some(Err(err)) => err,
+            };
+            let unsent = err.take_message();
+            let refusal = refusal(err.error());
+            if let Lease::H2(stream) = held.lease_mut()
+                && (unsent.is_some() || refusal == Some(Refusal::GoAway))
+            {
+                // The connection is going away: no new stream on it from now.
+                stream.handle.going_away.store(true, Ordering::Relaxed);
+            }
+            held.finish(false);
+            let broke = reused && !fresh && is_retryable(err.error());
+            let again = match unsent {
+                Some(req) => Some(req),
+                None if refusal.is_some() || broke => head.map(rebuild),
+                None => None,
+            };
+            match again {
+                Some(again) if may_retry => {
+                    tracing::debug!(origin = %self.origin, ?refusal, unsent = again.body().is_end_stream(), error = err.error() as &dyn std::error::Error, "retrying a request the origin did not process");
+                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
+                    timing.retries += 1;
+                    fresh = true;
+                    req = again;
                 }
+                _ => return Err(UpstreamError::Request(err.into_error())),
             }
         }
     }

@@ -202,6 +202,7 @@ impl Pool {
             Sender::H2(sender) => Opened::H2(H2Handle {
                 sender,
                 max_streams: opened.max_streams,
+                going_away: Arc::new(AtomicBool::new(false)),
             }),
         };
         let (lease, wake) = slots.connected(ticket, conn, now);

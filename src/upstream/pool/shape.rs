@@ -59,6 +59,40 @@ pub(super) fn is_retryable(err: &hyper::Error) -> bool {
     false
 }
 
+/// How an HTTP/2 origin said it did not process a stream (RFC 9113 §8.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// The stream was above the last stream id of the origin's GOAWAY.
+    GoAway,
+    /// The origin reset the stream with `REFUSED_STREAM`.
+    RefusedStream,
+}
+
+/// Whether `err` says the origin did not process the request: a GOAWAY or
+/// `REFUSED_STREAM` received from the origin. h2 gives a stream the GOAWAY
+/// error only when its id is above the frame's last stream id, so a stream
+/// the origin accepted never reads as refused; a GOAWAY or reset that h2
+/// itself sent (a local protocol error) does not count.
+pub(super) fn refusal(err: &hyper::Error) -> Option<Refusal> {
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        if let Some(h2) = e.downcast_ref::<h2::Error>() {
+            if !h2.is_remote() {
+                return None;
+            }
+            if h2.is_go_away() {
+                return Some(Refusal::GoAway);
+            }
+            if h2.is_reset() && h2.reason() == Some(h2::Reason::REFUSED_STREAM) {
+                return Some(Refusal::RefusedStream);
+            }
+            return None;
+        }
+        source = e.source();
+    }
+    None
+}
+
 /// A copy of a bodyless request's head, to send it again.
 pub(super) fn clone_head(req: &Request<ProxyBody>) -> http::request::Parts {
     let mut b = Request::builder()

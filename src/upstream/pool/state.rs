@@ -40,7 +40,15 @@ impl Limits {
     /// The limits of `config`.
     pub fn from_config(config: &PoolConfig) -> Self {
         Limits {
-            keepalive_conns: config.keepalive_conns,
+            // Without `-c`, every connection that was busy stays idle until
+            // `--idle-timeout`: idle connections never outnumber the peak
+            // concurrency, and the cap bounds that when set.
+            keepalive_conns: config
+                .keepalive_conns
+                .unwrap_or(match config.max_conns_per_host {
+                    0 => usize::MAX,
+                    cap => cap,
+                }),
             max_conns_per_host: config.max_conns_per_host,
             h2_conns: config.h2_conns.max(1),
             idle_timeout: config.idle_timeout,

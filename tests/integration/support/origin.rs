@@ -123,6 +123,7 @@ pub struct OriginBuilder {
     delay: Duration,
     idle_timeout: Option<Duration>,
     max_concurrent_streams: Option<u32>,
+    goaway_after: Option<usize>,
 }
 
 struct Config {
@@ -131,6 +132,7 @@ struct Config {
     delay: Duration,
     idle_timeout: Option<Duration>,
     max_concurrent_streams: Option<u32>,
+    goaway_after: Option<usize>,
 }
 
 #[derive(Default)]
@@ -435,6 +437,7 @@ impl OriginBuilder {
             delay: Duration::ZERO,
             idle_timeout: None,
             max_concurrent_streams: None,
+            goaway_after: None,
         }
     }
 
@@ -542,6 +545,14 @@ impl OriginBuilder {
         self
     }
 
+    /// h2: starts a graceful shutdown (GOAWAY, in-flight streams finish) of
+    /// each connection once it has received `n` requests, as origins that
+    /// recycle connections do (nginx `keepalive_requests`).
+    pub fn goaway_after(mut self, n: usize) -> Self {
+        self.goaway_after = Some(n);
+        self
+    }
+
     /// A custom handler.
     pub fn handler<F, Fut>(mut self, f: F) -> Self
     where
@@ -576,6 +587,7 @@ impl OriginBuilder {
                 delay: self.delay,
                 idle_timeout: self.idle_timeout,
                 max_concurrent_streams: self.max_concurrent_streams,
+                goaway_after: self.goaway_after,
             },
             counters: Counters::default(),
             seen: Mutex::new(Vec::new()),
@@ -709,6 +721,10 @@ where
                     conn.as_mut().graceful_shutdown();
                     closing = true;
                 }
+                _ = activity.recycle.notified(), if !closing => {
+                    conn.as_mut().graceful_shutdown();
+                    closing = true;
+                }
             }
         }
     } else {
@@ -732,6 +748,10 @@ struct Activity {
     /// One waiter (the connection driver): `notify_one` keeps a permit, so no
     /// change is missed.
     changed: Notify,
+    /// Requests received on this connection.
+    received: AtomicUsize,
+    /// Notified once the connection has received `goaway_after` requests.
+    recycle: Notify,
 }
 
 impl Activity {
@@ -740,6 +760,8 @@ impl Activity {
             inflight: AtomicUsize::new(0),
             last: Mutex::new(Instant::now()),
             changed: Notify::new(),
+            received: AtomicUsize::new(0),
+            recycle: Notify::new(),
         }
     }
 
@@ -847,6 +869,10 @@ async fn handle(
     shared: Arc<Shared>,
     activity: Arc<Activity>,
 ) -> Result<Response<GuardedBody>, Infallible> {
+    let received = activity.received.fetch_add(1, Ordering::SeqCst) + 1;
+    if shared.config.goaway_after == Some(received) {
+        activity.recycle.notify_one();
+    }
     let guard = InflightGuard::new(activity, shared.clone());
     shared.seen.lock().unwrap().push(RequestSeen {
         method: req.method().clone(),
