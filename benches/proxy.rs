@@ -8,6 +8,9 @@
 //! 2. cpu — CPU time per 1,000 requests, requests/s and peak RSS of
 //!    ccnproxy and of nginx (keepalive TLS proxy) under the same load.
 //! 3. memory — RSS per idle keep-alive client connection to ccnproxy.
+//! 4. recycle — origins as they behave in production: an h2 origin that
+//!    sends GOAWAY every 50 or 1,000 requests per connection, an HTTP/1.1-only
+//!    origin with default flags: requests/s, non-2xx and upstream connections.
 //!
 //! Everything runs on 127.0.0.1; every loop is bounded; every process the
 //! bench starts is stopped when its handle drops. `BENCH_QUICK=1` runs
@@ -107,6 +110,11 @@ fn main() {
             && let Err(err) = memory(&pki, &settings).await
         {
             println!("memory: failed: {err}");
+        }
+        if runs("recycle")
+            && let Err(err) = recycle(&pki, &settings).await
+        {
+            println!("recycle: failed: {err}");
         }
     });
 }
@@ -683,5 +691,46 @@ async fn memory(pki: &Pki, s: &Settings) -> Res<()> {
         "   median [lowest–highest] of {} rounds; before = after a 500-call warm-up",
         s.rounds
     );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- recycle
+
+async fn recycle(pki: &Pki, s: &Settings) -> Res<()> {
+    println!();
+    println!(
+        "4. Origins that recycle connections: {} calls (POST 1 KiB, answer 1 KiB) from {} keep-alive clients per row,",
+        s.load_requests, s.concurrency
+    );
+    println!("   ccnproxy with default flags unless the row says otherwise");
+    let rows: [(&str, bool, Option<usize>, &[&str]); 5] = [
+        ("h2 origin, GOAWAY every 50", true, Some(50), &[]),
+        ("h2 origin, GOAWAY every 1000", true, Some(1000), &[]),
+        ("h1 origin", false, None, &[]),
+        ("h1 origin, -c 2 (old default)", false, None, &["-c", "2"]),
+        ("h1 origin, -c 64", false, None, &["-c", "64"]),
+    ];
+    println!();
+    println!(
+        "   {:<32} {:>10} {:>9} {:>14}",
+        "origin, flags", "req/s", "non-2xx", "upstream conns"
+    );
+    for (label, h2, goaway_after, extra) in rows {
+        let origin = Origin::start_recycling(pki.server_config(h2)?, goaway_after).await?;
+        let proxy = Proxy::start(&proxy_args(pki, origin.addr, extra)).await?;
+        let run = load(proxy.addr, s.load_requests, s.concurrency).await?;
+        println!(
+            "   {:<32} {:>10.0} {:>9} {:>14}",
+            label,
+            s.load_requests as f64 / run.elapsed.as_secs_f64(),
+            run.errors,
+            origin.accepted(),
+        );
+        if let Some(err) = &run.first_error {
+            println!("   {label}: first error: {err}");
+        }
+        report_stderr(label, &proxy);
+    }
+    println!("   upstream conns: TCP connections the origin accepted from ccnproxy");
     Ok(())
 }

@@ -2,7 +2,7 @@
 //! `--ca-file` and nginx's `proxy_ssl_trusted_certificate`), one leaf for
 //! the bench's names, ALPN `h2` + `http/1.1` or `http/1.1` only. It counts
 //! the TCP connections it accepted and answers every request, once its body
-//! is read, with 1 KiB.
+//! is read, with 1 KiB; it can recycle each connection after N requests.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::{KIB, Res};
@@ -109,6 +110,16 @@ pub struct Origin {
 impl Origin {
     /// Listens on 127.0.0.1, any free port.
     pub async fn start(tls: Arc<ServerConfig>) -> Res<Origin> {
+        Origin::start_recycling(tls, None).await
+    }
+
+    /// Like [`Origin::start`]; with `goaway_after`, each connection starts
+    /// a graceful shutdown (h2: GOAWAY, in-flight streams finish) after that
+    /// many requests, as nginx's `keepalive_requests` does.
+    pub async fn start_recycling(
+        tls: Arc<ServerConfig>,
+        goaway_after: Option<usize>,
+    ) -> Res<Origin> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -123,9 +134,32 @@ impl Origin {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(tls), service_fn(answer))
-                        .await;
+                    let served = Arc::new(AtomicUsize::new(0));
+                    let recycle = Arc::new(Notify::new());
+                    let service = {
+                        let recycle = recycle.clone();
+                        service_fn(move |req| {
+                            let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+                            if goaway_after == Some(n) {
+                                recycle.notify_one();
+                            }
+                            answer(req)
+                        })
+                    };
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    let conn = builder.serve_connection(TokioIo::new(tls), service);
+                    tokio::pin!(conn);
+                    let mut closing = false;
+                    loop {
+                        tokio::select! {
+                            _ = conn.as_mut() => break,
+                            () = recycle.notified(), if !closing => {
+                                conn.as_mut().graceful_shutdown();
+                                closing = true;
+                            }
+                        }
+                    }
                 });
             }
         });
