@@ -41,6 +41,8 @@ pub struct Answer {
 /// The resolver.
 pub struct Dns {
     resolver: TokioResolver,
+    /// The same configuration without a cache, for refreshes.
+    uncached: TokioResolver,
     overrides: HashMap<(String, u16), Vec<SocketAddr>>,
     min_ttl: Duration,
 }
@@ -48,38 +50,38 @@ pub struct Dns {
 impl Dns {
     /// Builds the resolver from `config`.
     pub fn new(config: &DnsConfig) -> Result<Self, hickory_resolver::net::NetError> {
-        let provider = TokioRuntimeProvider::default();
-        let mut builder = match config.server {
-            Some(server) => {
-                let mut ns = NameServerConfig::udp_and_tcp(server.ip());
-                for conn in &mut ns.connections {
-                    conn.port = server.port();
-                }
-                TokioResolver::builder_with_config(
-                    ResolverConfig::from_name_servers(vec![ns]),
-                    provider,
-                )
-            }
-            None => TokioResolver::builder(provider)?,
-        };
-        let opts = builder.options_mut();
-        opts.positive_min_ttl = Some(config.min_ttl);
-        opts.timeout = Duration::from_secs(3);
-        opts.attempts = 2;
+        let resolver = build_resolver(config, true)?;
+        let uncached = build_resolver(config, false)?;
         let overrides = config
             .resolve
             .iter()
             .map(|r| ((r.host.clone(), r.port), r.addrs.clone()))
             .collect::<HashMap<_, _>>();
         Ok(Dns {
-            resolver: builder.build()?,
+            resolver,
+            uncached,
             overrides,
             min_ttl: config.min_ttl,
         })
     }
 
-    /// Resolves `host:port`.
+    /// Resolves `host:port` (the resolver may answer from its cache).
     pub async fn resolve(&self, host: &str, port: u16) -> Result<Answer, DnsError> {
+        self.lookup(&self.resolver, host, port).await
+    }
+
+    /// Resolves `host:port` asking the DNS server, never the cache: a
+    /// refresh wants what the server says now.
+    pub async fn resolve_uncached(&self, host: &str, port: u16) -> Result<Answer, DnsError> {
+        self.lookup(&self.uncached, host, port).await
+    }
+
+    async fn lookup(
+        &self,
+        resolver: &TokioResolver,
+        host: &str,
+        port: u16,
+    ) -> Result<Answer, DnsError> {
         if let Some(addrs) = self.overrides.get(&(host.to_owned(), port)) {
             let addrs = addrs
                 .iter()
@@ -104,14 +106,14 @@ impl Dns {
         }
         // A trailing dot keeps search domains out of it: origins are absolute names.
         let fqdn = format!("{host}.");
-        let lookup = self
-            .resolver
-            .lookup_ip(fqdn.as_str())
-            .await
-            .map_err(|source| DnsError::Lookup {
-                host: host.to_owned(),
-                source,
-            })?;
+        let lookup =
+            resolver
+                .lookup_ip(fqdn.as_str())
+                .await
+                .map_err(|source| DnsError::Lookup {
+                    host: host.to_owned(),
+                    source,
+                })?;
         let addrs: Vec<SocketAddr> = lookup.iter().map(|ip| SocketAddr::new(ip, port)).collect();
         if addrs.is_empty() {
             return Err(DnsError::NoAddress(host.to_owned()));
@@ -123,4 +125,34 @@ impl Dns {
             valid_until: Some(until.max(floor)),
         })
     }
+}
+
+/// A resolver for `config` (`--dns-server`, or the system configuration),
+/// with or without hickory's answer cache.
+fn build_resolver(
+    config: &DnsConfig,
+    cached: bool,
+) -> Result<TokioResolver, hickory_resolver::net::NetError> {
+    let provider = TokioRuntimeProvider::default();
+    let mut builder = match config.server {
+        Some(server) => {
+            let mut ns = NameServerConfig::udp_and_tcp(server.ip());
+            for conn in &mut ns.connections {
+                conn.port = server.port();
+            }
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_name_servers(vec![ns]),
+                provider,
+            )
+        }
+        None => TokioResolver::builder(provider)?,
+    };
+    let opts = builder.options_mut();
+    opts.positive_min_ttl = Some(config.min_ttl);
+    opts.timeout = Duration::from_secs(3);
+    opts.attempts = 2;
+    if !cached {
+        opts.cache_size = 0;
+    }
+    builder.build()
 }

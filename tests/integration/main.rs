@@ -6,6 +6,7 @@ mod support;
 
 mod accesslog;
 mod bodies;
+mod dns_refresh;
 mod errors;
 mod failover;
 mod fleet_drain;

@@ -1,7 +1,9 @@
-//! Keeps a pool's DNS answer usable: the first request resolves inline, an
-//! expired answer is refreshed in the background while it still serves, and
-//! every address of a new answer passes the address guard before the state
-//! machine installs it.
+//! Keeps a pool's DNS answer usable: the first request resolves inline;
+//! after that the answer is refreshed in the background at 85 % of its TTL
+//! (a timer for origins that carry traffic, or the first request past that
+//! point), so requests neither wait for a lookup nor go to addresses whose
+//! records have expired. Every address of a new answer passes the address
+//! guard before the state machine installs it.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -46,10 +48,12 @@ impl Pool {
     /// while (`--dns-stale-grace`).
     pub(super) async fn refresh(self: Arc<Self>) {
         self.counters.dns_refreshes.fetch_add(1, Ordering::Relaxed);
+        // Past the resolver's cache: it would hand back the answer being
+        // refreshed, with what is left of its TTL.
         let looked_up = self
             .shared
             .dns
-            .resolve(&self.origin.host, self.origin.port)
+            .resolve_uncached(&self.origin.host, self.origin.port)
             .await;
         match looked_up {
             Ok(answer) => self.apply(answer),
@@ -57,6 +61,7 @@ impl Pool {
                 let kept = self
                     .lock()
                     .refresh_failed(Instant::now(), self.shared.stale_grace);
+                self.schedule_refresh();
                 let error = &err as &dyn std::error::Error;
                 if kept {
                     tracing::warn!(origin = %self.origin, error, "dns.refresh failed; keeping the last answer");
@@ -68,7 +73,7 @@ impl Pool {
     }
 
     /// Installs a new answer: guard every address, drain the ones that left.
-    fn apply(&self, answer: Answer) {
+    fn apply(self: &Arc<Self>, answer: Answer) {
         let refused = answer.addrs.iter().find_map(|a| {
             self.shared
                 .policy
@@ -81,5 +86,24 @@ impl Pool {
             tracing::debug!(origin = %self.origin, ?addrs, "dns.answer changed");
         }
         self.wake(wake);
+        self.schedule_refresh();
+    }
+
+    /// Starts a timer for the current answer's refresh. It holds the pool
+    /// weakly (a pool the origin table drops takes its timer with it) and
+    /// does nothing if a newer answer came or nobody used this one.
+    fn schedule_refresh(self: &Arc<Self>) {
+        let Some((at, generation)) = self.lock().refresh_plan() else {
+            return;
+        };
+        let pool = Arc::downgrade(self);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let Some(pool) = pool.upgrade() else { return };
+            let due = pool.lock().refresh_due(Instant::now(), generation);
+            if due {
+                pool.refresh().await;
+            }
+        });
     }
 }

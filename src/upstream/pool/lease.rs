@@ -1,6 +1,6 @@
 //! What the pool hands out and takes back: the handle trait the state
 //! machine asks about connections, the leases requests hold, the ticket of a
-//! connection being opened.
+//! connection being opened; and the snapshot it gives metrics.
 
 use std::net::SocketAddr;
 
@@ -72,4 +72,25 @@ pub enum Opened<H1, H2> {
     H1(H1),
     /// It speaks HTTP/2.
     H2(H2),
+}
+
+/// A snapshot of one pool, for metrics and stats.
+#[derive(Debug, Clone, Default)]
+pub struct PoolStats {
+    /// Open connections (HTTP/1.1 and HTTP/2, including connecting ones).
+    pub open: usize,
+    /// Idle HTTP/1.1 connections.
+    pub idle: usize,
+    /// Busy HTTP/1.1 connections.
+    pub busy: usize,
+    /// Open HTTP/2 connections.
+    pub h2_conns: usize,
+    /// HTTP/2 streams in flight.
+    pub h2_streams: usize,
+    /// Current addresses of the origin.
+    pub addrs: Vec<SocketAddr>,
+    /// Addresses ejected after failed connects.
+    pub ejected: usize,
+    /// Ejections since the pool was created.
+    pub ejections: u64,
 }

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use super::super::Protocol;
 use super::super::dns::Answer;
 use super::super::health::Health;
-pub use super::lease::{H1Lease, H2Lease, Handle, Lease, Opened, Ticket};
+pub use super::lease::{H1Lease, H2Lease, Handle, Lease, Opened, PoolStats, Ticket};
 use crate::config::PoolConfig;
 use crate::policy::PolicyError;
 
@@ -102,39 +102,6 @@ pub enum Take<H1, H2> {
     Refused(PolicyError),
 }
 
-/// What the DNS answer needs before a request may go on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DnsStep {
-    /// No answer: look up now and wait for it.
-    Resolve,
-    /// The answer serves, but a refresh must start in the background (the
-    /// caller now owns the refresh and must report it).
-    Refresh,
-    /// The answer serves as it is.
-    Ready,
-}
-
-/// A snapshot of one pool, for metrics and stats.
-#[derive(Debug, Clone, Default)]
-pub struct PoolStats {
-    /// Open connections (HTTP/1.1 and HTTP/2, including connecting ones).
-    pub open: usize,
-    /// Idle HTTP/1.1 connections.
-    pub idle: usize,
-    /// Busy HTTP/1.1 connections.
-    pub busy: usize,
-    /// Open HTTP/2 connections.
-    pub h2_conns: usize,
-    /// HTTP/2 streams in flight.
-    pub h2_streams: usize,
-    /// Current addresses of the origin.
-    pub addrs: Vec<SocketAddr>,
-    /// Addresses ejected after failed connects.
-    pub ejected: usize,
-    /// Ejections since the pool was created.
-    pub ejections: u64,
-}
-
 #[derive(Debug, Clone)]
 struct Idle<H> {
     conn: H1Lease<H>,
@@ -158,6 +125,14 @@ pub struct Slots<H1, H2> {
     protocol: Option<Protocol>,
     answer: Option<Answer>,
     answered_at: Option<Instant>,
+    /// When to look the name up again: most of the way through the TTL, so
+    /// the new answer is in before the old one expires.
+    refresh_at: Option<Instant>,
+    /// Counts answers (and extensions of one), so a refresh timer set for an
+    /// older answer knows it is outdated.
+    generation: u64,
+    /// A request came since the current answer was installed.
+    used_since_answer: bool,
     refused: Option<PolicyError>,
     refreshing: bool,
     /// Addresses new requests may go to (the answer, unless refused).
@@ -190,6 +165,9 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
             protocol,
             answer: None,
             answered_at: None,
+            refresh_at: None,
+            generation: 0,
+            used_since_answer: false,
             refused: None,
             refreshing: false,
             current: Vec::new(),
@@ -229,70 +207,11 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
         self.current.contains(&addr)
     }
 
-    /// What the DNS answer needs at `now`.
-    pub fn dns_step(&mut self, now: Instant) -> DnsStep {
-        match &self.answer {
-            None => DnsStep::Resolve,
-            Some(a) if a.valid_until.is_some_and(|t| t <= now) && !self.refreshing => {
-                self.refreshing = true;
-                DnsStep::Refresh
-            }
-            Some(_) => DnsStep::Ready,
-        }
-    }
-
-    /// Installs a DNS answer (`refused` when the address guard refused one
-    /// of its addresses): addresses that left it drain. True when the set
-    /// of addresses changed.
-    pub fn apply_answer(
-        &mut self,
-        answer: Answer,
-        refused: Option<PolicyError>,
-        now: Instant,
-    ) -> (bool, Wake) {
-        self.refreshing = false;
-        self.answered_at = Some(now);
-        let mut current = if refused.is_some() {
-            Vec::new()
-        } else {
-            answer.addrs.clone()
-        };
-        current.dedup();
-        let mut old = std::mem::take(&mut self.current);
-        old.sort();
-        let mut sorted = current.clone();
-        sorted.sort();
-        let changed = old != sorted;
-        self.current = current;
-        self.refused = refused;
-        self.answer = Some(answer);
-        self.health.retain(&self.current);
-        self.prune(now);
-        (changed, Wake::All)
-    }
-
-    /// A background refresh failed: keeps the last answer a little longer
-    /// if it is younger than `stale_grace` (true), else drops it so the next
-    /// request looks up again.
-    pub fn refresh_failed(&mut self, now: Instant, stale_grace: Duration) -> bool {
-        self.refreshing = false;
-        let fresh_enough = self
-            .answered_at
-            .is_some_and(|t| now.duration_since(t) < stale_grace);
-        if fresh_enough {
-            if let Some(a) = self.answer.as_mut() {
-                a.valid_until = Some(now + Duration::from_secs(5).min(stale_grace));
-            }
-        } else {
-            self.answer = None;
-        }
-        fresh_enough
-    }
-
     /// Finds capacity for one request: a stream, an idle connection, a new
     /// connection, or a wait. `fresh` asks for a new connection (a retry).
     pub fn take(&mut self, now: Instant, fresh: bool) -> (Take<H1, H2>, Wake) {
         self.last_used = now;
+        self.used_since_answer = true;
         let wake = self.prune(now);
         if let Some(refused) = &self.refused {
             return (Take::Refused(refused.clone()), wake);
@@ -650,6 +569,11 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
         }
     }
 }
+
+#[path = "state_dns.rs"]
+mod dns;
+
+pub use dns::{DnsStep, REFRESH_AT};
 
 #[cfg(test)]
 #[path = "state_tests.rs"]
