@@ -86,9 +86,10 @@ impl ProxyError {
         }
     }
 
-    /// One line: this error and its causes, joined with `: `.
+    /// The one sentence a person reads (response body, access log); see
+    /// `reason.rs`.
     pub fn reason(&self) -> String {
-        one_line(self)
+        crate::reason::of(self)
     }
 }
 

@@ -36,6 +36,7 @@ pub mod pattern;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reason;
 pub mod rewrite;
 pub mod route;
 pub mod scope;

@@ -203,8 +203,7 @@ impl Exchange {
         }
         self.record.status = 499;
         if self.record.error.is_none() {
-            self.record.error =
-                Some("client went away before the response was complete".to_owned());
+            self.record.error = Some(crate::reason::CLIENT_WENT_AWAY.to_owned());
         }
         self.complete(bytes_sent, None);
     }
@@ -326,11 +325,7 @@ impl Body for Logged {
             }
             Poll::Ready(Some(Err(err))) => {
                 if let Some(mut ex) = this.exchange.take() {
-                    let reason = format!(
-                        "response body from origin failed: {}",
-                        crate::error::one_line(err.as_ref())
-                    );
-                    ex.record.error = Some(reason);
+                    ex.record.error = Some(crate::reason::body_failed(err.as_ref()));
                     ex.finish(*this.sent, Some(Instant::now()));
                 }
             }

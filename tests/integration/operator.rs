@@ -200,3 +200,62 @@ async fn rate_limit_per_minute() {
     assert!((25..=30).contains(&retry), "Retry-After {retry}");
     assert_eq!(origin.requests(), 2);
 }
+
+/// DNS failures, as a client and the access log see them: one plain line
+/// naming the host and what the DNS server said (never hickory's `Debug`
+/// dump of the query). The DNS server is a real one in the test.
+#[tokio::test]
+async fn dns_failures_read_as_one_plain_line() {
+    let dns = crate::support::Dns::start().await;
+    dns.set("empty.amazonaws.com", &[], 5);
+    let proxy = Proxy::start([
+        "--dns-server",
+        &dns.addr().to_string(),
+        "--allow-cidr",
+        "127.0.0.0/8",
+    ])
+    .await;
+    let cases = [
+        (
+            "missing.amazonaws.com.ccnproxy-https",
+            "DNS lookup of missing.amazonaws.com failed: no such name (NXDOMAIN); check the host name",
+        ),
+        (
+            "empty.amazonaws.com.ccnproxy-https",
+            "DNS lookup of empty.amazonaws.com failed: the name has no address record (A or AAAA)",
+        ),
+    ];
+    for (host, reason) in cases {
+        let resp = proxy.get(host, "/").await;
+        assert_eq!(resp.status(), 502, "{}", resp.text());
+        assert_eq!(resp.text(), format!("502 Bad Gateway: {reason}\n"));
+        let log = proxy.next_log().await;
+        assert_eq!(log["error"], reason, "{log}");
+    }
+}
+
+/// A refused connect names the address and suggests the likely cause.
+#[tokio::test]
+async fn a_refused_connect_reads_as_one_plain_line() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let proxy = Proxy::start([
+        "--resolve",
+        &format!("gone.amazonaws.com:443:127.0.0.1:{port}"),
+        "--allow-cidr",
+        "127.0.0.0/8",
+    ])
+    .await;
+    let resp = proxy.get("gone.amazonaws.com.ccnproxy-https", "/").await;
+    assert_eq!(resp.status(), 502, "{}", resp.text());
+    let text = resp.text();
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(
+        text.contains(&format!(
+            "127.0.0.1:{port}: connection refused (is the origin listening on that port?)"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("os error"), "{text}");
+}
