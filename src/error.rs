@@ -9,6 +9,7 @@ use http::{Response, StatusCode};
 
 use crate::body::{self, ProxyBody};
 use crate::policy::PolicyError;
+use crate::reason;
 use crate::route::RouteError;
 use crate::sign::SignError;
 use crate::upstream::UpstreamError;
@@ -89,25 +90,46 @@ impl ProxyError {
     /// The one sentence a person reads (response body, access log); see
     /// `reason.rs`.
     pub fn reason(&self) -> String {
-        crate::reason::of(self)
+        let text = match self {
+            ProxyError::Route(e) => reason::route(e),
+            ProxyError::NoRoute { host, path } => format!(
+                "{path:?} is not a path of the proxy and Host {host:?} names no target; \
+                 see the Host convention below"
+            ),
+            ProxyError::Policy(e) => reason::policy(e),
+            ProxyError::Upstream(e) => reason::upstream(e),
+            ProxyError::Sign(e) => reason::sign(e),
+            ProxyError::Tunnel { target, source } => {
+                format!("could not open a tunnel to {target}: {}", reason::io_plain(source))
+            }
+            ProxyError::NoUpgrade => {
+                "the client connection could not be switched to a CONNECT tunnel".to_owned()
+            }
+            ProxyError::RateLimited(after) => format!(
+                "this client is over its rate limit (--rate-limit); retry in {} s",
+                after.as_secs().max(1)
+            ),
+            ProxyError::HeadersTooLarge => "the request head is too large (over --max-header-bytes \
+                                            or more than 100 header fields); send fewer or shorter headers"
+                .to_owned(),
+            ProxyError::UriTooLong(max) => {
+                format!("the request target is longer than {max} bytes; shorten the URL")
+            }
+            ProxyError::BadFraming(what) => {
+                format!("the request is ambiguous ({what}); send it with one of each")
+            }
+            ProxyError::ClientGone(inner) => {
+                format!("the client went away during the upload (then: {})", inner.reason())
+            }
+            ProxyError::ShuttingDown => {
+                "ccnproxy is shutting down; retry (another instance will answer)".to_owned()
+            }
+        };
+        text.replace(['\r', '\n'], " ")
     }
 }
 
-/// An error and its causes on one line, joined with `: ` (a cause whose text
-/// the line already ends with is not repeated).
-pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let text = e.to_string();
-        if !line.ends_with(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        source = e.source();
-    }
-    line.replace(['\r', '\n'], " ")
-}
+pub use crate::reason::one_line;
 
 /// A response the proxy makes itself: status, `text/plain`, one line (the
 /// 400 for a missing route adds the Host convention).
@@ -136,6 +158,9 @@ pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
     }
     resp
 }
+
+#[cfg(test)]
+mod tests;
 
 /// The plain-text explanation sent with 400 when a request has no route.
 pub const HOST_CONVENTION: &str = "\

@@ -3,8 +3,10 @@
 //! access log's `error` field. Each says what happened in plain words and,
 //! where the operator or client can do something, what: the flag to change,
 //! the header to fix. Library errors (hickory, rustls, hyper, `io`) are
-//! summarised, never dumped with `Debug`. `ProxyError`'s `Display` stays the
-//! terse chain used in diagnostics; this is the text for people.
+//! summarised, never dumped with `Debug`. `ProxyError::reason` puts these
+//! together per variant; `ProxyError`'s `Display` stays the terse chain used
+//! in diagnostics. This file imports no proxy module but the error enums'
+//! own.
 
 use std::io;
 use std::time::Duration;
@@ -12,54 +14,14 @@ use std::time::Duration;
 use hickory_resolver::net::{DnsError as WireDnsError, NetError};
 use hickory_resolver::proto::op::ResponseCode;
 
-use crate::error::{ProxyError, one_line};
 use crate::policy::PolicyError;
 use crate::route::RouteError;
 use crate::sign::SignError;
 use crate::upstream::dns::DnsError;
 use crate::upstream::{ConnectError, UpstreamError};
 
-/// The reason line for `err`.
-pub fn of(err: &ProxyError) -> String {
-    let text = match err {
-        ProxyError::Route(e) => route(e),
-        ProxyError::NoRoute { host, path } => format!(
-            "{path:?} is not a path of the proxy and Host {host:?} names no target; \
-             see the Host convention below"
-        ),
-        ProxyError::Policy(e) => policy(e),
-        ProxyError::Upstream(e) => upstream(e),
-        ProxyError::Sign(e) => sign(e),
-        ProxyError::Tunnel { target, source } => {
-            format!("could not open a tunnel to {target}: {}", io_plain(source))
-        }
-        ProxyError::NoUpgrade => {
-            "the client connection could not be switched to a CONNECT tunnel".to_owned()
-        }
-        ProxyError::RateLimited(after) => format!(
-            "this client is over its rate limit (--rate-limit); retry in {} s",
-            after.as_secs().max(1)
-        ),
-        ProxyError::HeadersTooLarge => "the request head is too large (over --max-header-bytes \
-                                        or more than 100 header fields); send fewer or shorter headers"
-            .to_owned(),
-        ProxyError::UriTooLong(max) => {
-            format!("the request target is longer than {max} bytes; shorten the URL")
-        }
-        ProxyError::BadFraming(what) => {
-            format!("the request is ambiguous ({what}); send it with one of each")
-        }
-        ProxyError::ClientGone(inner) => {
-            format!("the client went away during the upload (then: {})", of(inner))
-        }
-        ProxyError::ShuttingDown => {
-            "ccnproxy is shutting down; retry (another instance will answer)".to_owned()
-        }
-    };
-    text.replace(['\r', '\n'], " ")
-}
-
-fn route(e: &RouteError) -> String {
+/// The sentence for a `route` failure.
+pub fn route(e: &RouteError) -> String {
     match e {
         RouteError::NoHost => {
             "the request has no Host header; name the target in Host (see below)".to_owned()
@@ -82,7 +44,8 @@ fn route(e: &RouteError) -> String {
     }
 }
 
-fn policy(e: &PolicyError) -> String {
+/// The sentence for a `policy` failure.
+pub fn policy(e: &PolicyError) -> String {
     match e {
         PolicyError::HostNotAllowed(h) => format!(
             "host {h:?} is not allowed; start ccnproxy with --allow-host covering it to reach it"
@@ -99,7 +62,8 @@ fn policy(e: &PolicyError) -> String {
     }
 }
 
-fn upstream(e: &UpstreamError) -> String {
+/// The sentence for a `upstream` failure.
+pub fn upstream(e: &UpstreamError) -> String {
     match e {
         UpstreamError::Dns(e) => dns(e),
         UpstreamError::Refused(e) => policy(e),
@@ -262,7 +226,8 @@ fn hyper_plain(e: &hyper::Error) -> String {
     one_line(e)
 }
 
-fn sign(e: &SignError) -> String {
+/// The sentence for a `sign` failure.
+pub fn sign(e: &SignError) -> String {
     match e {
         SignError::BodyTooLarge { limit } => format!(
             "the request body is larger than --sign-max-body ({limit} bytes) and cannot be \
@@ -291,8 +256,24 @@ fn sign(e: &SignError) -> String {
     }
 }
 
+/// An error and its causes on one line, joined with `: ` (a cause whose text
+/// the line already ends with is not repeated).
+pub fn one_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        source = e.source();
+    }
+    line.replace(['\r', '\n'], " ")
+}
+
 /// `30s`, `250ms`, `1h 30m`.
-fn human(d: Duration) -> String {
+pub fn human(d: Duration) -> String {
     humantime::format_duration(d).to_string()
 }
 

@@ -251,7 +251,7 @@ async fn respond_answers_errors_itself_and_logs_once() {
     let text = resp.into_body().collect().await.expect("body").to_bytes();
     let text = String::from_utf8_lossy(&text);
     assert!(
-        text.starts_with("400 Bad Request: request has no Host header\n"),
+        text.starts_with("400 Bad Request: the request has no Host header; "),
         "{text}"
     );
 
