@@ -1,7 +1,7 @@
 //! What an operator types: a chocon command line, `--print-config` read back
-//! through `--config`, `completions` and `man`, `--rate-limit N/m`. These
-//! run the real binary (start-up, exit codes and standard output are the
-//! subject).
+//! through `--config`, `completions` and `man`, `--rate-limit N/m`, error
+//! texts. The chocon and command tests run the real binary (start-up, exit
+//! codes, the pid file and standard output are the subject).
 
 use std::process::{Command, Output};
 
@@ -35,7 +35,7 @@ fn stdout(out: &Output) -> String {
 /// `--access-log-dir ""` then sends the log to stderr, as chocon does.
 #[tokio::test]
 async fn a_chocon_command_line_with_its_defaults_starts() {
-    let proxy = Proxy::start([
+    let proxy = Proxy::spawn_binary([
         "--access-log-dir",
         "",
         "--access-log-rotate",
@@ -94,7 +94,7 @@ async fn a_chocon_unit_line_routes_to_its_upstream() {
     let pid_file = dir.path().join("chocon.pid");
     let origin = Origin::plain_http1().reply(200, "ok").start().await;
     let upstream = format!("http://{}/", origin.addr());
-    let proxy = Proxy::start([
+    let proxy = Proxy::spawn_binary([
         "--access-log-dir",
         logs.to_str().expect("utf8"),
         "--pid-file",
