@@ -141,6 +141,20 @@ pub async fn run_reporting(
         identity: config.identity.clone(),
         counters: identity::Counters::register(metrics.registry_mut()),
     };
+    let shared_limit = match &config.limits.rate_limit_redis {
+        Some(url) => Some(
+            ratelimit::Shared::new(
+                url,
+                config.limits.rate_limit,
+                config.limits.rate_period,
+                config.limits.rate_burst,
+                config.limits.rate_limit_redis_timeout,
+                ratelimit::SharedCounters::register(metrics.registry_mut()),
+            )
+            .map_err(|e| RunError::Config(error::one_line(&e)))?,
+        ),
+        None => None,
+    };
     let metrics = Arc::new(metrics);
     let log_stats = log.stats_reader();
     metrics.set_log_stats(move || {
@@ -163,6 +177,7 @@ pub async fn run_reporting(
             metrics: metrics.clone(),
             admin: admin.clone(),
             stop_tunnels: tunnels_stopped,
+            shared_limit,
         },
     )
     .map_err(RunError::Config)?;

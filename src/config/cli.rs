@@ -211,6 +211,12 @@ pub struct Args {
     /// After SIGTERM, keep serving this long with /healthz at 503 (Connection: close, GOAWAY) before --shutdown-timeout starts.
     #[arg(long, env = "CCNPROXY_DRAIN_DELAY", default_value = "0", value_parser = parse_duration)]
     pub drain_delay: Duration,
+    /// Share the --rate-limit budget with every replica using this Redis: redis://HOST:PORT[/DB] or rediss://.
+    #[arg(long, env = "CCNPROXY_RATE_LIMIT_REDIS")]
+    pub rate_limit_redis: Option<String>,
+    /// A --rate-limit-redis call slower than this fails open to per-replica budgets.
+    #[arg(long, env = "CCNPROXY_RATE_LIMIT_REDIS_TIMEOUT", default_value = "50ms", value_parser = parse_duration)]
+    pub rate_limit_redis_timeout: Duration,
     /// Print shell completions or the man page instead of running.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -430,6 +436,18 @@ impl Args {
         c.http_stats.sample_size = self.stsize;
         c.http_stats.sampling_factor = self.spfactor;
         c.process.drain_delay = self.drain_delay;
+        if let Some(url) = &self.rate_limit_redis
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(invalid(format!(
+                "--rate-limit-redis {url:?}: want redis://HOST:PORT[/DB] or rediss://…"
+            )));
+        }
+        if self.rate_limit_redis.is_some() && self.rate_limit.count == 0 {
+            return Err(invalid("--rate-limit-redis needs --rate-limit".into()));
+        }
+        c.limits.rate_limit_redis = self.rate_limit_redis;
+        c.limits.rate_limit_redis_timeout = self.rate_limit_redis_timeout;
         Ok(c)
     }
 }

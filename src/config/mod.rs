@@ -260,6 +260,10 @@ pub struct LimitsConfig {
     pub rate_period: Duration,
     /// Burst allowed above the rate.
     pub rate_burst: u32,
+    /// `--rate-limit-redis`: share the budget through this Redis URL.
+    pub rate_limit_redis: Option<String>,
+    /// A Redis call slower than this fails open to the local buckets.
+    pub rate_limit_redis_timeout: Duration,
 }
 
 /// Process lifecycle.
@@ -368,6 +372,8 @@ impl Default for Config {
                 rate_limit: 0,
                 rate_period: Duration::from_secs(1),
                 rate_burst: 0,
+                rate_limit_redis: None,
+                rate_limit_redis_timeout: Duration::from_millis(50),
             },
             process: ProcessConfig {
                 shutdown_timeout: Duration::from_secs(3600),

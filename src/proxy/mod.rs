@@ -58,6 +58,8 @@ pub struct Parts {
     pub admin: Admin,
     /// Turns true when shutdown's grace time is over: tunnels close.
     pub stop_tunnels: watch::Receiver<bool>,
+    /// `--rate-limit-redis`: the budget shared with other replicas.
+    pub shared_limit: Option<crate::ratelimit::Shared>,
 }
 
 /// Handles every request of every client connection (one per proxy).
@@ -87,6 +89,7 @@ impl Handler {
             metrics,
             admin,
             stop_tunnels,
+            shared_limit,
         } = parts;
         let tunnels = Tunnels::new(
             policy.clone(),
@@ -103,7 +106,7 @@ impl Handler {
             log,
             metrics,
             admin,
-            limiter: RateLimiter::from_config(&config.limits),
+            limiter: RateLimiter::from_config(&config.limits).map(|l| l.with_shared(shared_limit)),
             max_uri_bytes: config.limits.max_uri_bytes,
             tunnels,
             trust_forwarded: config.identity.trust_forwarded.clone(),
@@ -117,7 +120,9 @@ impl Handler {
         let info = ConnInfo { peer, via, ..info };
         let mut ex = Exchange::start(&self.log, &self.metrics, info, &req);
         let route = phase::route(&self.router, info.local_port, &req);
-        if let Err(err) = phase::admit(self.limiter.as_ref(), &self.metrics, &route, &ex.record) {
+        if let Err(err) =
+            phase::admit(self.limiter.as_ref(), &self.metrics, &route, &ex.record).await
+        {
             return ex.respond_error(err);
         }
         let outcome = match phase::check_framing(req.headers()).and(route.map_err(Into::into)) {

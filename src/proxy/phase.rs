@@ -57,7 +57,7 @@ pub(crate) fn route<B>(
 /// **admit**: `--rate-limit` takes one request from the client's budget
 /// (keyed like the per-client metrics) before any upstream work. The proxy's
 /// own endpoints and unroutable requests are exempt.
-pub(crate) fn admit(
+pub(crate) async fn admit(
     limiter: Option<&RateLimiter>,
     metrics: &Metrics,
     route: &Result<Route, RouteError>,
@@ -70,7 +70,8 @@ pub(crate) fn admit(
         return Ok(());
     }
     limiter
-        .check(&metrics.client_key(record))
+        .admit(&metrics.client_key(record))
+        .await
         .map_err(ProxyError::RateLimited)
 }
 

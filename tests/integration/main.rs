@@ -11,6 +11,8 @@ mod errors;
 mod failover;
 mod fleet_drain;
 mod fleet_identity;
+mod fleet_manifests;
+mod fleet_redis;
 mod goaway;
 mod h1_keepalive;
 mod hardening;

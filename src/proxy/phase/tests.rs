@@ -69,8 +69,8 @@ fn route_reads_http1_absolute_targets() {
     assert_eq!(route(&router(), 3000, &req), Err(RouteError::NoHost));
 }
 
-#[test]
-fn admit_spends_the_budget_of_proxied_requests_only() {
+#[tokio::test]
+async fn admit_spends_the_budget_of_proxied_requests_only() {
     let (log, metrics) = kit();
     let mut limits = Config::default().limits;
     limits.rate_limit = 1;
@@ -81,10 +81,14 @@ fn admit_spends_the_budget_of_proxied_requests_only() {
         origin: s3(),
         mode: Mode::Host,
     });
-    assert!(admit(Some(&limiter), &metrics, &proxied, &ex.record).is_ok());
+    assert!(
+        admit(Some(&limiter), &metrics, &proxied, &ex.record)
+            .await
+            .is_ok()
+    );
     let mut refused = 0;
     for _ in 0..3 {
-        match admit(Some(&limiter), &metrics, &proxied, &ex.record) {
+        match admit(Some(&limiter), &metrics, &proxied, &ex.record).await {
             Err(ProxyError::RateLimited(after)) => {
                 assert!(after > Duration::ZERO);
                 refused += 1;
@@ -97,9 +101,13 @@ fn admit_spends_the_budget_of_proxied_requests_only() {
         "a budget of 1/s refuses most of 3 more at once"
     );
     for exempt in [Ok(Route::Admin), Err(RouteError::NoHost)] {
-        assert!(admit(Some(&limiter), &metrics, &exempt, &ex.record).is_ok());
+        assert!(
+            admit(Some(&limiter), &metrics, &exempt, &ex.record)
+                .await
+                .is_ok()
+        );
     }
-    assert!(admit(None, &metrics, &proxied, &ex.record).is_ok());
+    assert!(admit(None, &metrics, &proxied, &ex.record).await.is_ok());
 }
 
 #[test]

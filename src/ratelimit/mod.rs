@@ -10,6 +10,16 @@
 //! ones are dropped whenever a shard fills up; if a shard is full of active
 //! keys, the eighth closest to full is dropped (memory stays bounded, at the
 //! price of those keys starting over with a full bucket).
+//!
+//! With `--rate-limit-redis` the budget is shared by every replica through
+//! Redis (`shared`); these local buckets then decide only while Redis is
+//! unavailable (fail open to a per-replica budget).
+
+mod shared;
+
+pub use shared::{
+    Decision, LEASE_TTL, MAX_LEASED_KEYS, RETRY_AFTER_FAILURE, Shared, SharedCounters, SharedError,
+};
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -37,6 +47,7 @@ pub struct RateLimiter {
     per_shard: usize,
     hasher: std::collections::hash_map::RandomState,
     shards: Box<[Shard]>,
+    shared: Option<Shared>,
 }
 
 impl RateLimiter {
@@ -53,7 +64,27 @@ impl RateLimiter {
             per_shard: DEFAULT_MAX_KEYS.div_ceil(SHARDS),
             hasher: Default::default(),
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shared: None,
         }
+    }
+
+    /// Shares the budget through Redis; these buckets become the fallback.
+    pub fn with_shared(mut self, shared: Option<Shared>) -> Self {
+        self.shared = shared;
+        self
+    }
+
+    /// Takes one token of `key`'s budget: the shared one when
+    /// `--rate-limit-redis` is set and answers, else this replica's.
+    pub async fn admit(&self, key: &str) -> Result<(), Duration> {
+        if let Some(shared) = &self.shared {
+            match shared.take(key).await {
+                Decision::Admit => return Ok(()),
+                Decision::Deny(wait) => return Err(wait),
+                Decision::Unavailable => shared.count_local(),
+            }
+        }
+        self.check(key)
     }
 
     /// The limiter `--rate-limit` asks for, or `None` when it is 0 (off).
