@@ -245,6 +245,46 @@ async fn a_blackholed_address_costs_no_request_and_no_wait_for_the_connect_timeo
 }
 
 #[tokio::test]
+async fn at_the_connection_cap_a_slow_connect_is_given_up_for_another_address() {
+    let good = Origin::tls_http1().bind("127.0.0.2").start().await;
+    let hole = blackhole("127.0.0.10").await;
+    // One connection at most: no room for a parallel attempt.
+    let proxy = Arc::new(
+        Proxy::start(args(
+            &[hole.addr, good.addr()],
+            &[
+                "-c",
+                "0",
+                "--max-conns-per-host",
+                "1",
+                "--connect-timeout",
+                "10s",
+            ],
+        ))
+        .await,
+    );
+    // Bursts (queued behind the one slot) until a connect met the
+    // blackholed address: each connect picks at random between two
+    // addresses with no connection.
+    let mut sent = 0;
+    for _ in 0..10 {
+        let results = burst(&proxy, 4).await;
+        assert_all_ok_and_quick(&results, Duration::from_secs(5), &proxy);
+        sent += results.len();
+        let m = proxy.metrics().await;
+        if m.pool_value("ccnproxy_pool_ejections_total", ORIGIN) == 1.0 {
+            break;
+        }
+    }
+    let m = proxy.metrics().await;
+    assert_eq!(m.pool_value("ccnproxy_pool_ejections_total", ORIGIN), 1.0);
+    assert_eq!(good.accepted(), sent);
+    for log in proxy.logs_until(sent).await {
+        assert_eq!(log["upstream_addr"], good.addr().to_string(), "{log}");
+    }
+}
+
+#[tokio::test]
 async fn with_every_address_bad_a_request_fails_with_502_within_the_connect_timeout() {
     let bad = refusing("127.0.0.6");
     let hole = blackhole("127.0.0.7").await;

@@ -8,7 +8,10 @@
 //! - a TCP connect not done after `--connect-race-delay` (Happy Eyeballs,
 //!   RFC 8305 §5) gets a second attempt to another address in parallel; the
 //!   first to finish its handshakes wins, the others are closed, and an
-//!   attempt overtaken by one started after it is ejected as too slow;
+//!   attempt overtaken by one started after it is ejected as too slow.
+//!   When the pool has no room for one more connection (`--h2-conns`,
+//!   `--max-conns-per-host`), the slow attempt is given up and ejected
+//!   instead, and the new one takes its slot;
 //! - a certificate or name that does not verify fails the request at once
 //!   (502 with the TLS reason): another address would not fix it.
 //!
@@ -21,6 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use futures_util::future::{AbortHandle, abortable};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
@@ -37,6 +41,8 @@ struct Attempt {
     started: Instant,
     /// Set when the TCP connect is done (the race delay no longer runs).
     tcp_done: Arc<AtomicBool>,
+    /// Stops the attempt when it is given up for another.
+    abort: AbortHandle,
 }
 
 /// The attempts of one request. Dropped with tickets still out (the
@@ -87,6 +93,8 @@ impl Pool {
         while !running.is_empty() {
             tokio::select! {
                 Some((i, result)) = running.next() => {
+                    // Given up for another attempt (its ticket went with it).
+                    let Some(result) = result else { continue };
                     let now = Instant::now();
                     let ticket = attempts.list[i].ticket.take().expect("an attempt ends once");
                     let err = match result {
@@ -119,13 +127,34 @@ impl Pool {
                 () = sleep_until(hedge_at), if hedge_at.is_some() => {
                     hedge_at = None;
                     let now = Instant::now();
-                    let slow = attempts
+                    let Some(newest) = attempts
                         .list
-                        .last()
-                        .is_some_and(|a| a.ticket.is_some() && !a.tcp_done.load(Ordering::Relaxed));
-                    let hedge = if slow { self.lock().hedge(now, &attempts.tried) } else { None };
-                    if let Some(next) = hedge {
-                        tracing::debug!(origin = %self.origin, addr = %next.addr, "pool.connect slow; racing another address");
+                        .last_mut()
+                        .filter(|a| a.ticket.is_some() && !a.tcp_done.load(Ordering::Relaxed))
+                    else {
+                        continue;
+                    };
+                    let mut slots = self.lock();
+                    let next = match slots.hedge(now, &attempts.tried) {
+                        Some(next) => Some(next),
+                        None => {
+                            let slow = newest.ticket.take().expect("checked above");
+                            match slots.replace(slow, now, &attempts.tried) {
+                                Ok(next) => {
+                                    newest.abort.abort();
+                                    self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
+                                    Some(next)
+                                }
+                                Err(slow) => {
+                                    newest.ticket = Some(slow);
+                                    None
+                                }
+                            }
+                        }
+                    };
+                    drop(slots);
+                    if let Some(next) = next {
+                        tracing::debug!(origin = %self.origin, addr = %next.addr, "pool.connect slow; trying another address");
                         running.push(self.launch(&mut attempts, next, now, deadline));
                         hedge_at = Some(now + delay);
                     }
@@ -151,27 +180,27 @@ impl Pool {
         ticket: Ticket,
         now: Instant,
         deadline: Instant,
-    ) -> impl Future<Output = (usize, Result<conn::Opened, ConnectError>)> + Send + 'a {
+    ) -> impl Future<Output = (usize, Option<Result<conn::Opened, ConnectError>>)> + Send + 'a {
         let i = attempts.list.len();
         let addr = ticket.addr;
         let tcp_done = Arc::new(AtomicBool::new(false));
+        let done = tcp_done.clone();
+        let settings = &self.shared.conn;
+        let origin = &self.origin;
+        let (opened, abort) = abortable(async move {
+            let started = Instant::now();
+            let tcp = conn::connect_tcp(addr, deadline, settings.connect_timeout).await?;
+            done.store(true, Ordering::Relaxed);
+            conn::handshake(origin, addr, tcp, started.elapsed(), deadline, settings).await
+        });
         attempts.tried.push(addr);
         attempts.list.push(Attempt {
             ticket: Some(ticket),
             started: now,
-            tcp_done: tcp_done.clone(),
+            tcp_done,
+            abort,
         });
-        let settings = &self.shared.conn;
-        let origin = &self.origin;
-        async move {
-            let started = Instant::now();
-            let opened = async {
-                let tcp = conn::connect_tcp(addr, deadline, settings.connect_timeout).await?;
-                tcp_done.store(true, Ordering::Relaxed);
-                conn::handshake(origin, addr, tcp, started.elapsed(), deadline, settings).await
-            };
-            (i, opened.await)
-        }
+        async move { (i, opened.await.ok()) }
     }
 
     /// Attempt `i` finished first: the others are given back (ejecting

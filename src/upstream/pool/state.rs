@@ -421,6 +421,23 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
         Some(self.count_connect(addr))
     }
 
+    /// A slow attempt where `hedge` found no room: it is ejected and given
+    /// up for an attempt to another address in its slot (`Ok`), or kept
+    /// (`Err`) when no other address is left to try.
+    pub fn replace(
+        &mut self,
+        ticket: Ticket,
+        now: Instant,
+        tried: &[SocketAddr],
+    ) -> Result<Ticket, Ticket> {
+        self.health.failed(ticket.addr, now);
+        let Some(addr) = self.pick(now, tried) else {
+            return Err(ticket);
+        };
+        let _ = self.connect_failed(ticket);
+        Ok(self.count_connect(addr))
+    }
+
     /// Gives back the ticket of an attempt that lost a race; `eject` when it
     /// was overtaken by an attempt started after it.
     pub fn abandon(&mut self, ticket: Ticket, now: Instant, eject: bool) -> Wake {

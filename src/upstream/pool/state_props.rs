@@ -152,10 +152,20 @@ impl Run {
                 wake
             }
             Op::Hedge(i) if !self.tickets.is_empty() => {
-                let tried = [self.tickets[i % self.tickets.len()].addr];
+                let i = i % self.tickets.len();
+                let tried = [self.tickets[i].addr];
                 if let Some(next) = self.m.hedge(self.now, &tried) {
                     prop_assert_ne!(next.addr, tried[0]);
                     self.connecting(next)?;
+                } else {
+                    let slow = self.tickets.remove(i);
+                    match self.m.replace(slow, self.now, &tried) {
+                        Ok(next) => {
+                            prop_assert_ne!(next.addr, tried[0]);
+                            self.connecting(next)?;
+                        }
+                        Err(slow) => self.tickets.push(slow),
+                    }
                 }
                 Wake::None
             }

@@ -372,7 +372,8 @@ fn a_hedge_needs_another_address_and_room() {
     assert_ne!(t.addr, slow);
     let _ = m.connect_failed(t);
     m.check().unwrap();
-    // At the cap there is no room for a parallel attempt.
+    // At the cap there is no room for a parallel attempt: the slow one is
+    // given up for another address in its slot.
     let mut capped = limits();
     capped.max_conns_per_host = 1;
     let mut m = Machine::new(capped, Some(Protocol::H1), now);
@@ -380,7 +381,15 @@ fn a_hedge_needs_another_address_and_room() {
     let (Take::Connect(first), _) = m.take(now, false) else {
         panic!("expected a connect")
     };
-    assert!(m.hedge(now, &[first.addr]).is_none());
+    let slow = first.addr;
+    assert!(m.hedge(now, &[slow]).is_none());
+    let next = m.replace(first, now, &[slow]).expect("another address");
+    assert_ne!(next.addr, slow);
+    assert!(m.health.is_ejected(slow, now));
+    let kept = m.replace(next, now, &[slow, addr(1), addr(2)]);
+    assert!(kept.is_err(), "nothing left to try: the attempt is kept");
+    let _ = m.connect_failed(kept.unwrap_err());
+    m.check().unwrap();
 }
 
 #[path = "state_props.rs"]
