@@ -362,13 +362,13 @@ impl Proxy {
         self.addr.port()
     }
 
-    /// The process id; only a proxy from [`Proxy::spawn_binary`] has one.
+    /// The id of the process the proxy runs in: the child of
+    /// [`Proxy::spawn_binary`], or this test process (what an in-process
+    /// proxy writes to `--pid-file`). Measure memory only on the binary.
     pub fn pid(&self) -> u32 {
         match &self.runner {
             Runner::Process { pid, .. } => *pid,
-            Runner::InProcess(_) => {
-                panic!("the in-process proxy has no pid of its own; use Proxy::spawn_binary")
-            }
+            Runner::InProcess(_) => std::process::id(),
         }
     }
 
