@@ -61,7 +61,7 @@ async fn connect_timeout_gives_up_on_an_origin_that_never_accepts() {
     let rec = proxy.next_log().await;
     let error = rec["error"].as_str().unwrap_or_default();
     assert!(
-        error.contains("timed out after 500ms"),
+        error.contains("--connect-timeout (500ms)"),
         "the reason names the connect timeout: {rec}"
     );
     // A lower bound only: a timer cannot fire early, however busy the machine.
