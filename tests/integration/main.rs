@@ -12,6 +12,7 @@ mod bodies;
 mod dns_refresh;
 mod errors;
 mod failover;
+mod flags;
 mod fleet_drain;
 mod fleet_identity;
 mod fleet_manifests;

@@ -4,89 +4,32 @@
 //! address of a name, following a DNS change, origins that close idle
 //! connections, the retry-once, the response timeout, prewarm.
 //!
-//! Counts, not timings: slow origins are *gated* (a handler that waits until
-//! the test opens a gate) so that concurrency is certain rather than likely;
+//! Counts, not timings: slow origins are *gated* (`support::gate`: a handler
+//! that waits until the test opens a gate) so that concurrency is certain rather than likely;
 //! the only clock in an assertion is the DNS TTL bound, which is the point of
 //! that test. See `docs/pool-tests.md` for what each test proves.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::Response;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::support::admin::METRICS_LISTEN;
-use crate::support::origin::{OriginBody, OriginBuilder, args_for, full};
+use crate::support::origin::OriginBuilder;
 use crate::support::raw_origin::HangUp;
-use crate::support::{Dns, Origin, Proxy, RawOrigin, Resp, TIMEOUT, wait_until, within};
+use crate::support::{
+    Dns, Gate, Origin, Proxy, RawOrigin, Resp, TIMEOUT, gated, wait_until, within,
+};
 
 /// Host header naming the default origin (`example.test`, HTTPS).
 const HOST: &str = "example.test.ccnproxy-https";
 /// The pool of [`HOST`], as `/metrics` labels it.
 const ORIGIN: &str = "https://example.test:443";
 
-/// Holds requests at the origin until the test opens it.
-#[derive(Clone)]
-struct Gate(Arc<watch::Sender<bool>>);
-
-impl Gate {
-    fn new() -> Gate {
-        Gate(Arc::new(watch::Sender::new(false)))
-    }
-
-    fn open(&self) {
-        self.0.send_replace(true);
-    }
-
-    async fn passed(&self) {
-        let mut rx = self.0.subscribe();
-        let _ = rx.wait_for(|open| *open).await;
-    }
-}
-
-/// An origin handler: paths under `/hold` wait for `gate`, the rest answer
-/// `200 ok` at once.
-fn gated(
-    gate: &Gate,
-) -> impl Fn(
-    http::Request<hyper::body::Incoming>,
-) -> futures_util::future::BoxFuture<'static, Response<OriginBody>>
-+ Send
-+ Sync
-+ 'static {
-    let gate = gate.clone();
-    move |req| {
-        let gate = gate.clone();
-        Box::pin(async move {
-            if req.uri().path().starts_with("/hold") {
-                gate.passed().await;
-            }
-            Response::new(full("ok"))
-        })
-    }
-}
-
 /// `GET host path` for every path at once, each on its own client
-/// connection; the responses in path order.
-async fn concurrent(proxy: &Arc<Proxy>, host: &str, paths: Vec<String>) -> Vec<Resp> {
-    let tasks: Vec<_> = paths
-        .into_iter()
-        .map(|path| {
-            let proxy = proxy.clone();
-            let host = host.to_owned();
-            tokio::spawn(async move { proxy.get(&host, &path).await })
-        })
-        .collect();
-    let mut out = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        out.push(task.await.expect("request task"));
-    }
-    out
-}
-
-/// Like [`concurrent`], but each response is delivered on the channel as it
-/// arrives, so a test can act between early and late ones.
+/// connection; each response is delivered on the channel as it arrives, so a
+/// test can act between early and late ones.
 fn spawn_each(proxy: &Arc<Proxy>, host: &str, paths: Vec<String>) -> mpsc::UnboundedReceiver<Resp> {
     let (tx, rx) = mpsc::unbounded_channel();
     for path in paths {
@@ -141,19 +84,7 @@ async fn two_address_origins(
 
 /// Proxy flags for origins found through the test DNS server `dns`.
 fn dns_args(dns: &Dns, extra: &[&str]) -> Vec<String> {
-    let mut args = args_for(&[]);
-    args.extend(
-        [
-            "--dns-server",
-            &dns.addr().to_string(),
-            "--dns-min-ttl",
-            "1s",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
+    dns.proxy_args(extra)
 }
 
 fn share(part: usize, total: usize) -> f64 {
@@ -187,11 +118,12 @@ async fn thousand_sequential_requests_cost_one_tls_handshake() {
 
 #[tokio::test]
 async fn h2_five_hundred_concurrent_requests_respect_streams_and_h2_conns() {
-    // 50 ms per request: 500 requests cannot finish before the next ones
-    // arrive, so the pool really runs out of streams.
+    // All 500 are held at the origin: 2 connections of 100 streams carry 200
+    // of them at once, the other 300 wait in the pool's queue.
+    let gate = Gate::new();
     let origin = Origin::tls_h2()
         .max_concurrent_streams(100)
-        .delay(Duration::from_millis(50))
+        .handler(gated(&gate))
         .start()
         .await;
     let proxy = Arc::new(
@@ -203,7 +135,30 @@ async fn h2_five_hundred_concurrent_requests_respect_streams_and_h2_conns() {
         ]))
         .await,
     );
-    let resps = concurrent(&proxy, HOST, (0..500).map(|i| format!("/{i}")).collect()).await;
+    let mut rx = spawn_each(
+        &proxy,
+        HOST,
+        (0..500).map(|i| format!("/hold/{i}")).collect(),
+    );
+    origin
+        .wait_for("200 requests held at the origin at once", |o| {
+            o.inflight_now() == 200
+        })
+        .await;
+    assert_eq!(
+        origin.accepted(),
+        2,
+        "a second connection opens once the first carries 100 streams"
+    );
+    proxy
+        .wait_pool_metric("ccnproxy_pool_queue_waits_total", ORIGIN, |v| v >= 300.0)
+        .await;
+    assert_eq!(origin.inflight_now(), 200, "no more streams while all wait");
+    gate.open();
+    let mut resps = Vec::with_capacity(500);
+    for _ in 0..500 {
+        resps.push(recv(&mut rx, "the held requests to finish").await);
+    }
     assert_eq!(
         statuses(&resps),
         [(200, 500)].into(),
@@ -217,58 +172,36 @@ async fn h2_five_hundred_concurrent_requests_respect_streams_and_h2_conns() {
             .all(|r| r.version == http::Version::HTTP_2),
         "the origin offers h2: every request goes over it"
     );
-    assert!(
-        origin.max_open() <= 2 && origin.accepted() <= 2,
-        "--h2-conns 2: the origin saw {} connections ({} at once)",
-        origin.accepted(),
-        origin.max_open()
-    );
-    assert!(
-        origin.max_inflight_per_conn() <= 100,
-        "SETTINGS_MAX_CONCURRENT_STREAMS 100: {} streams at once on one connection",
-        origin.max_inflight_per_conn()
-    );
-    assert!(origin.max_inflight() <= 200, "{}", origin.max_inflight());
     assert_eq!(
-        origin.accepted(),
-        2,
-        "a second connection opens once the first carries 100 streams (max {} streams at once)",
-        origin.max_inflight()
+        (origin.accepted(), origin.max_open()),
+        (2, 2),
+        "--h2-conns 2"
     );
+    assert_eq!(
+        origin.max_inflight_per_conn(),
+        100,
+        "SETTINGS_MAX_CONCURRENT_STREAMS 100, and every stream used"
+    );
+    assert_eq!(origin.max_inflight(), 200);
     let m = proxy.metrics().await;
     assert_eq!(m.pool_value("ccnproxy_pool_handshakes_total", ORIGIN), 2.0);
-    assert!(
-        m.pool_value("ccnproxy_pool_queue_waits_total", ORIGIN) > 0.0,
-        "with 200 streams for 500 requests, some waited"
-    );
 }
 
 // 3. HTTP/1.1: the per-host cap and its queue.
 
 #[tokio::test]
 async fn h1_hundred_concurrent_requests_stay_within_max_conns_per_host() {
-    let origin = Origin::tls_http1()
-        .delay(Duration::from_millis(50))
-        .start()
-        .await;
-    let proxy =
-        Arc::new(Proxy::start(origin.proxy_args_with(&["--max-conns-per-host", "4"])).await);
-    let resps = concurrent(&proxy, HOST, (0..100).map(|i| format!("/{i}")).collect()).await;
+    let (origin, _proxy, resps) = hundred_held_over_four_connections().await;
     assert_eq!(
         statuses(&resps),
         [(200, 100)].into(),
         "every request waits its turn and succeeds"
     );
     assert_eq!(origin.requests(), 100);
-    assert!(
-        origin.max_open() <= 4,
-        "--max-conns-per-host 4: {} connections open at once",
-        origin.max_open()
-    );
     assert_eq!(
         origin.max_open(),
         4,
-        "100 concurrent requests use all 4 connections"
+        "--max-conns-per-host 4: all 4 used, never more"
     );
 }
 
@@ -276,13 +209,7 @@ async fn h1_hundred_concurrent_requests_stay_within_max_conns_per_host() {
 async fn h1_queued_requests_reuse_the_capped_connections() {
     // A request that finishes hands its connection to the next one in the
     // queue: the queue never makes the pool close and reopen connections.
-    let origin = Origin::tls_http1()
-        .delay(Duration::from_millis(50))
-        .start()
-        .await;
-    let proxy =
-        Arc::new(Proxy::start(origin.proxy_args_with(&["--max-conns-per-host", "4"])).await);
-    let resps = concurrent(&proxy, HOST, (0..100).map(|i| format!("/{i}")).collect()).await;
+    let (origin, _proxy, resps) = hundred_held_over_four_connections().await;
     assert_eq!(statuses(&resps), [(200, 100)].into());
     assert_eq!(
         origin.accepted(),
@@ -290,6 +217,41 @@ async fn h1_queued_requests_reuse_the_capped_connections() {
         "100 queued requests over 4 capped connections need 4 handshakes, not {}",
         origin.accepted()
     );
+}
+
+/// 100 requests held at a gated HTTP/1.1 origin behind `--max-conns-per-host
+/// 4`: once 4 are at the origin and the other 96 wait in the pool's queue,
+/// the gate opens. Returns the origin, the proxy and the responses.
+async fn hundred_held_over_four_connections() -> (Origin, Arc<Proxy>, Vec<Resp>) {
+    let gate = Gate::new();
+    let origin = Origin::tls_http1().handler(gated(&gate)).start().await;
+    let proxy = Arc::new(
+        Proxy::start(origin.proxy_args_with(&[
+            "--max-conns-per-host",
+            "4",
+            METRICS_LISTEN[0],
+            METRICS_LISTEN[1],
+        ]))
+        .await,
+    );
+    let mut rx = spawn_each(
+        &proxy,
+        HOST,
+        (0..100).map(|i| format!("/hold/{i}")).collect(),
+    );
+    origin
+        .wait_for("4 requests held at the origin", |o| o.inflight_now() == 4)
+        .await;
+    proxy
+        .wait_pool_metric("ccnproxy_pool_queue_waits_total", ORIGIN, |v| v >= 96.0)
+        .await;
+    assert_eq!(origin.accepted(), 4, "the cap holds while 96 wait");
+    gate.open();
+    let mut resps = Vec::with_capacity(100);
+    for _ in 0..100 {
+        resps.push(recv(&mut rx, "the held requests to finish").await);
+    }
+    (origin, proxy, resps)
 }
 
 /// 20 gated requests against `--max-conns-per-host 4 --pool-wait-timeout

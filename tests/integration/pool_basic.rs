@@ -1,9 +1,10 @@
 //! The upstream pool, basic behaviour: reuse, h2 multiplexing, stale
-//! connections, saturation.
+//! connections, saturation. Concurrency comes from gated origins
+//! (`support::gate`), never from a delay assumed to be long enough.
 
 use std::time::Duration;
 
-use crate::support::{Origin, Proxy};
+use crate::support::{Gate, Origin, Proxy, gated};
 
 #[tokio::test]
 async fn sequential_requests_share_one_upstream_connection() {
@@ -55,10 +56,8 @@ async fn plain_http_origin_is_reused_too() {
 
 #[tokio::test]
 async fn concurrent_requests_share_one_h2_connection() {
-    let origin = Origin::tls_h2()
-        .delay(Duration::from_millis(300))
-        .start()
-        .await;
+    let gate = Gate::new();
+    let origin = Origin::tls_h2().handler(gated(&gate)).start().await;
     let proxy = std::sync::Arc::new(Proxy::start(origin.proxy_args()).await);
     // Learn that the origin speaks h2.
     assert_eq!(
@@ -70,11 +69,17 @@ async fn concurrent_requests_share_one_h2_connection() {
         let proxy = proxy.clone();
         tasks.push(tokio::spawn(async move {
             proxy
-                .get("example.test.ccnproxy-https", &format!("/{i}"))
+                .get("example.test.ccnproxy-https", &format!("/hold/{i}"))
                 .await
                 .status()
         }));
     }
+    origin
+        .wait_for("10 requests held at the origin at once", |o| {
+            o.inflight_now() == 10
+        })
+        .await;
+    gate.open();
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);
     }
@@ -101,10 +106,8 @@ async fn connection_closed_by_the_origin_is_not_reused() {
 
 #[tokio::test]
 async fn saturated_pool_answers_503_after_the_wait_timeout() {
-    let origin = Origin::tls_http1()
-        .delay(Duration::from_secs(2))
-        .start()
-        .await;
+    let gate = Gate::new();
+    let origin = Origin::tls_http1().handler(gated(&gate)).start().await;
     let proxy = std::sync::Arc::new(
         Proxy::start(origin.proxy_args_with(&[
             "--max-conns-per-host",
@@ -116,16 +119,25 @@ async fn saturated_pool_answers_503_after_the_wait_timeout() {
     );
     let first = {
         let proxy = proxy.clone();
-        tokio::spawn(async move { proxy.get("example.test.ccnproxy-https", "/1").await })
+        tokio::spawn(async move { proxy.get("example.test.ccnproxy-https", "/hold/1").await })
     };
     origin.wait_requests(1).await;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let second = proxy.get("example.test.ccnproxy-https", "/2").await;
     assert_eq!(second.status(), 503, "{}", second.text());
+    // The first request is still held: the 503 came from the wait timeout,
+    // not from the connection coming free.
+    assert!(!gate.is_open() && !first.is_finished());
+    assert_eq!(origin.inflight_now(), 1);
+    // A timer cannot fire early, however busy the machine.
+    assert!(started.elapsed() >= Duration::from_millis(200));
+    let rec = proxy.log_where("the 503", |l| l["status"] == 503).await;
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
-        "503 after the 200 ms wait, not after the first request"
+        rec["error"].as_str().unwrap_or_default().contains("200ms"),
+        "the reason names the wait timeout: {rec}"
     );
+    gate.open();
     assert_eq!(first.await.unwrap().status(), 200);
     assert_eq!(origin.max_open(), 1, "--max-conns-per-host 1 holds");
+    assert_eq!(origin.requests(), 1, "the 503 never reached the origin");
 }

@@ -160,10 +160,19 @@ impl H2cClient {
         H2cClient { sender }
     }
 
+    /// Sends `req` (its URI carries the authority) and returns the response
+    /// head with a streaming body.
+    pub async fn send_streaming(
+        &mut self,
+        req: Request<ReqBody>,
+    ) -> Result<Response<Incoming>, hyper::Error> {
+        within("connection ready", self.sender.ready()).await?;
+        within("response head", self.sender.send_request(req)).await
+    }
+
     /// Sends `req` (its URI carries the authority) and collects the response.
     pub async fn send(&mut self, req: Request<ReqBody>) -> Result<Resp, hyper::Error> {
-        within("connection ready", self.sender.ready()).await?;
-        let resp = within("response head", self.sender.send_request(req)).await?;
+        let resp = self.send_streaming(req).await?;
         Resp::collect(resp).await
     }
 }

@@ -22,6 +22,8 @@ struct Zone {
     records: HashMap<String, (Vec<IpAddr>, u32)>,
     /// Queries received per name (any type).
     queries: HashMap<String, usize>,
+    /// Counts queries but answers none (a resolver that stopped answering).
+    silent: bool,
 }
 
 /// A running DNS server; stops when dropped.
@@ -79,6 +81,23 @@ impl Dns {
         self.zone.lock().unwrap().records.remove(&normalize(name));
     }
 
+    /// Proxy flags for origins found through this server (`--dns-server`,
+    /// `--dns-min-ttl 1s`, plus what [`super::origin::args_for`] gives every
+    /// proxy), then `extra`.
+    pub fn proxy_args(&self, extra: &[&str]) -> Vec<String> {
+        let mut args = super::origin::args_for(&[]);
+        let addr = self.addr.to_string();
+        args.extend(["--dns-server", &addr, "--dns-min-ttl", "1s"].map(str::to_owned));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    }
+
+    /// Stops answering (`true`: queries are counted, never answered) or
+    /// answers again.
+    pub fn set_silent(&self, silent: bool) {
+        self.zone.lock().unwrap().silent = silent;
+    }
+
     /// How many queries (any type, UDP or TCP) arrived for `name`.
     pub fn queries(&self, name: &str) -> usize {
         let zone = self.zone.lock().unwrap();
@@ -120,6 +139,12 @@ impl RequestHandler for ZoneHandler {
         let answers: Option<Vec<Record>> = {
             let mut zone = self.zone.lock().unwrap();
             *zone.queries.entry(key.clone()).or_default() += 1;
+            if zone.silent {
+                return ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                });
+            }
             zone.records.get(&key).map(|(ips, ttl)| {
                 ips.iter()
                     .filter_map(|ip| match (ip, qtype) {

@@ -6,7 +6,8 @@
 //! writer and the proxy's `tracing` output is kept as its "stderr". It runs on
 //! a runtime of its own (a thread and two workers), so a test that blocks its
 //! own thread cannot stall it and dropping the handle stops it at once, as
-//! killing a process would.
+//! killing a process would. [`Proxy::start_on_this_runtime`] runs it as a
+//! task on the test's own runtime instead, for tests on a paused clock.
 //!
 //! [`Proxy::spawn_binary`] starts the real binary instead, for what only a
 //! process has: signals, exit codes, a pid and its memory, stdout/stderr.
@@ -68,12 +69,25 @@ enum Runner {
     InProcess(InProcess),
 }
 
-/// The controls of a proxy running on its own runtime thread.
+/// Where an in-process proxy runs.
+enum Where {
+    /// A runtime of its own on a thread of its own.
+    OwnRuntime,
+    /// A task on the caller's runtime.
+    ThisRuntime,
+}
+
+/// Stops an in-process proxy at once (on drop), as killing a process would.
+enum Stop {
+    Thread(oneshot::Sender<()>),
+    Task(tokio::task::AbortHandle),
+}
+
+/// The controls of a proxy running in this process.
 struct InProcess {
     /// Asks for the graceful shutdown SIGTERM would start.
     shutdown: Mutex<Option<oneshot::Sender<()>>>,
-    /// Stops the runtime at once (on drop).
-    kill: Option<oneshot::Sender<()>>,
+    stop: Option<Stop>,
     /// Resolves with `run`'s result (`Err` carries the one-line reason).
     exited: tokio::sync::Mutex<Exit>,
 }
@@ -108,6 +122,27 @@ impl Proxy {
         if std::env::var_os(SPAWN_ALL).is_some() {
             return Proxy::try_spawn_binary(args).await;
         }
+        Proxy::start_in_process(args, Where::OwnRuntime).await
+    }
+
+    /// Starts the proxy as a task on the caller's runtime, for tests with
+    /// `#[tokio::test(start_paused = true)]`: its timers (read timeout,
+    /// idle timeouts, …) then run on the test's paused clock, which moves
+    /// only when every task on the runtime waits. The access-log writer is a
+    /// thread outside that clock: such a test should not wait for log lines.
+    pub async fn start_on_this_runtime<I, S>(args: I) -> Proxy
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let args: Vec<String> = args.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        match Proxy::start_in_process(args, Where::ThisRuntime).await {
+            Ok(proxy) => proxy,
+            Err(err) => panic!("{err}"),
+        }
+    }
+
+    async fn start_in_process(args: Vec<String>, place: Where) -> Result<Proxy, String> {
         let fail = |why: String| format!("ccnproxy {args:?} did not start: {why}");
         let argv = std::iter::once("ccnproxy")
             .chain(BASE_ARGS)
@@ -128,52 +163,64 @@ impl Proxy {
         let dispatch = capture_tracing(&stderr, &log_level, &log_format);
         let (ready_tx, ready_rx) = oneshot::channel();
         let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
-        let (kill_tx, kill_rx) = oneshot::channel::<()>();
         let (exit_tx, exit_rx) = oneshot::channel();
-        let runtime = {
-            let dispatch = dispatch.clone();
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("ccnproxy-under-test")
-                .enable_all()
-                .on_thread_start(move || {
-                    // The guard would restore the previous default; these
-                    // threads live only as long as the proxy.
-                    std::mem::forget(tracing::dispatcher::set_default(&dispatch));
-                })
-                .build()
-                .map_err(|e| fail(format!("building its runtime: {e}")))?
-        };
         let out = stderr.clone();
-        std::thread::Builder::new()
-            .name("ccnproxy-under-test".to_owned())
-            .spawn(move || {
-                let shutdown = async {
-                    let _ = shutdown_rx.await;
+        let serve = async move {
+            let shutdown = async {
+                let _ = shutdown_rx.await;
+            };
+            let ready = move |bound: ccnproxy::Bound| {
+                let _ = ready_tx.send(bound);
+            };
+            let result = ccnproxy::run_reporting(config, shutdown, ready)
+                .await
+                .map_err(|e| error_chain(&e));
+            if let Err(e) = &result {
+                out.lock().unwrap().push_str(&format!("ccnproxy: {e}\n"));
+            }
+            let _ = exit_tx.send(result);
+        };
+        let stop = match place {
+            Where::OwnRuntime => {
+                let runtime = {
+                    let dispatch = dispatch.clone();
+                    tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(2)
+                        .thread_name("ccnproxy-under-test")
+                        .enable_all()
+                        .on_thread_start(move || {
+                            // The guard would restore the previous default;
+                            // these threads live only as long as the proxy.
+                            std::mem::forget(tracing::dispatcher::set_default(&dispatch));
+                        })
+                        .build()
+                        .map_err(|e| fail(format!("building its runtime: {e}")))?
                 };
-                let ready = move |bound: ccnproxy::Bound| {
-                    let _ = ready_tx.send(bound);
-                };
-                let result = runtime.block_on(async {
-                    tokio::select! {
-                        result = ccnproxy::run_reporting(config, shutdown, ready) => Some(result),
-                        _ = kill_rx => None,
-                    }
-                });
-                // Killed, or done: drop whatever tasks are left without waiting.
-                runtime.shutdown_background();
-                let Some(result) = result else { return };
-                let result = result.map_err(|e| error_chain(&e));
-                if let Err(e) = &result {
-                    out.lock().unwrap().push_str(&format!("ccnproxy: {e}\n"));
-                }
-                let _ = exit_tx.send(result);
-            })
-            .map_err(|e| fail(format!("spawning its thread: {e}")))?;
+                let (kill_tx, kill_rx) = oneshot::channel::<()>();
+                std::thread::Builder::new()
+                    .name("ccnproxy-under-test".to_owned())
+                    .spawn(move || {
+                        runtime.block_on(async {
+                            tokio::select! {
+                                () = serve => {}
+                                _ = kill_rx => {}
+                            }
+                        });
+                        // Killed, or done: drop the tasks left without waiting.
+                        runtime.shutdown_background();
+                    })
+                    .map_err(|e| fail(format!("spawning its thread: {e}")))?;
+                Stop::Thread(kill_tx)
+            }
+            Where::ThisRuntime => {
+                use tracing::instrument::WithSubscriber as _;
+                Stop::Task(tokio::spawn(serve.with_subscriber(dispatch)).abort_handle())
+            }
+        };
 
         let inner = InProcess {
             shutdown: Mutex::new(Some(shutdown_tx)),
-            kill: Some(kill_tx),
+            stop: Some(stop),
             exited: tokio::sync::Mutex::new(Exit::Running(exit_rx)),
         };
         let bound = match tokio::time::timeout(STARTUP, ready_rx).await {
@@ -315,13 +362,13 @@ impl Proxy {
         self.addr.port()
     }
 
-    /// The process id; only a proxy from [`Proxy::spawn_binary`] has one.
+    /// The id of the process the proxy runs in: the child of
+    /// [`Proxy::spawn_binary`], or this test process (what an in-process
+    /// proxy writes to `--pid-file`). Measure memory only on the binary.
     pub fn pid(&self) -> u32 {
         match &self.runner {
             Runner::Process { pid, .. } => *pid,
-            Runner::InProcess(_) => {
-                panic!("the in-process proxy has no pid of its own; use Proxy::spawn_binary")
-            }
+            Runner::InProcess(_) => std::process::id(),
         }
     }
 
@@ -393,6 +440,16 @@ impl Proxy {
     /// Sends SIGINT (in process: like [`Proxy::sigterm`]).
     pub fn sigint(&self) {
         self.signal("INT");
+    }
+
+    /// Sends SIGHUP (the access log reopens its file). Only the binary: in
+    /// process the signal would reach the whole test process.
+    pub fn sighup(&self) {
+        assert!(
+            self.is_binary(),
+            "SIGHUP goes to a process: start the proxy with Proxy::spawn_binary"
+        );
+        self.signal("HUP");
     }
 
     fn signal(&self, name: &str) {
@@ -539,10 +596,14 @@ impl Drop for Proxy {
                 self.stderr.lock().unwrap()
             );
         }
-        if let Runner::InProcess(inner) = &mut self.runner
-            && let Some(kill) = inner.kill.take()
-        {
-            let _ = kill.send(());
+        if let Runner::InProcess(inner) = &mut self.runner {
+            match inner.stop.take() {
+                Some(Stop::Thread(kill)) => {
+                    let _ = kill.send(());
+                }
+                Some(Stop::Task(task)) => task.abort(),
+                None => {}
+            }
         }
     }
 }
