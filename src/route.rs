@@ -1,6 +1,6 @@
 //! Routing: a request head → where it goes (`Route`). Pure, no I/O.
 //!
-//! Rules, first match wins (DESIGN "Routing"): absolute-form target
+//! Rules, first match wins (docs/design.md, "Routing"): absolute-form target
 //! (forward proxy), a Host with a ccnproxy label (host mode), a plain Host
 //! matching `--https-upgrade` (transparent), `--upstream`, else the proxy's
 //! own endpoints.

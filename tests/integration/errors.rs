@@ -1,5 +1,5 @@
-//! What the proxy answers when it cannot or must not forward (DESIGN
-//! "Errors → status"), and malformed input.
+//! What the proxy answers when it cannot or must not forward (docs/design.md
+//! "Errors"), and malformed input.
 
 use std::time::{Duration, Instant};
 

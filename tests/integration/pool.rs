@@ -1,4 +1,4 @@
-//! The upstream pool under load and churn (DESIGN "Pool", README "The
+//! The upstream pool under load and churn (docs/design.md "Pool semantics", README "The
 //! upstream pool"): one handshake for many requests, HTTP/2 stream and
 //! connection limits, the HTTP/1.1 cap and its queue, spreading over every
 //! address of a name, following a DNS change, origins that close idle
@@ -577,7 +577,7 @@ async fn retried_request_is_logged_with_retries_1() {
 
 #[tokio::test]
 async fn request_whose_body_was_sent_is_not_retried() {
-    // DESIGN: only a request whose body was not sent is retried; nothing
+    // docs/design.md: only a request whose body was not sent is retried; nothing
     // else is retried silently.
     let origin = RawOrigin::close_after(1).await;
     let proxy = Proxy::start(origin.proxy_args_with(&METRICS_LISTEN)).await;

@@ -1,4 +1,4 @@
-//! Routing: chocon's Host convention (DESIGN "Routing"), absolute-form
+//! Routing: chocon's Host convention (docs/design.md "Routing"), absolute-form
 //! targets, transparent AWS hosts; what Host and path the origin receives.
 
 use crate::support::{Origin, Proxy, origin::args_for};
