@@ -6,10 +6,10 @@ mod support;
 
 mod accesslog;
 mod bodies;
-mod dns_refresh;
 mod bounded_log;
 mod bounded_origins;
 mod bounded_policy;
+mod dns_refresh;
 mod errors;
 mod failover;
 mod fleet_drain;
