@@ -78,9 +78,8 @@ impl ProxyError {
             Self::Policy(PolicyError::Loop) => StatusCode::LOOP_DETECTED,
             Self::Policy(_) | Self::Upstream(UpstreamError::Refused(_)) => StatusCode::FORBIDDEN,
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
-            Self::Upstream(UpstreamError::PoolTimeout(_)) | Self::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Upstream(UpstreamError::PoolTimeout(_) | UpstreamError::TooManyOrigins(_))
+            | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(_) | Self::Tunnel { .. } => StatusCode::BAD_GATEWAY,
             Self::Sign(SignError::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Sign(SignError::Unsupported(_)) => StatusCode::BAD_REQUEST,
@@ -91,6 +90,16 @@ impl ProxyError {
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+        }
+    }
+
+    /// How long a client should wait before retrying, for the answers that
+    /// mean "busy, try again" (`Retry-After`).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited(after) => Some(*after),
+            Self::Upstream(UpstreamError::TooManyOrigins(_)) => Some(Duration::from_secs(1)),
+            _ => None,
         }
     }
 
@@ -158,7 +167,7 @@ pub fn error_response(err: &ProxyError) -> Response<ProxyBody> {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
-    if let ProxyError::RateLimited(after) = err {
+    if let Some(after) = err.retry_after() {
         let secs = after.as_secs().max(1);
         resp.headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));

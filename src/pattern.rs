@@ -51,6 +51,30 @@ impl HostPattern {
             Self::Exact(name) => host.eq_ignore_ascii_case(name),
         }
     }
+
+    /// True when every name this pattern matches is also matched by
+    /// `other` (`*.us-east-1.elb.amazonaws.com` is within
+    /// `*.elb.amazonaws.com`; `*.amazonaws.com` is not).
+    pub fn is_within(&self, other: &HostPattern) -> bool {
+        match (self, other) {
+            (_, Self::Any) => true,
+            (Self::Any, _) => false,
+            (Self::Below(s), Self::Below(o)) => s.ends_with(o.as_str()),
+            (Self::Exact(n), Self::Below(_)) => other.matches(n),
+            (Self::Exact(n), Self::Exact(m)) => n == m,
+            (Self::Below(_), Self::Exact(_)) => false,
+        }
+    }
+}
+
+impl std::fmt::Display for HostPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Any => f.write_str("*"),
+            Self::Below(suffix) => write!(f, "*{suffix}"),
+            Self::Exact(name) => f.write_str(name),
+        }
+    }
 }
 
 /// A list of patterns; matches when any one does.
@@ -73,6 +97,16 @@ impl HostPatterns {
     /// True when any pattern matches `host`.
     pub fn matches(&self, host: &str) -> bool {
         self.0.iter().any(|p| p.matches(host))
+    }
+
+    /// The first pattern that matches `host`.
+    pub fn first_match(&self, host: &str) -> Option<&HostPattern> {
+        self.0.iter().find(|p| p.matches(host))
+    }
+
+    /// The patterns, in the order given.
+    pub fn iter(&self) -> impl Iterator<Item = &HostPattern> {
+        self.0.iter()
     }
 
     /// True when there are no patterns.
@@ -100,6 +134,59 @@ mod tests {
         for (pattern, host, want) in cases {
             let p = HostPattern::parse(pattern).expect("valid pattern");
             assert_eq!(p.matches(host), want, "{pattern} vs {host}");
+        }
+    }
+
+    #[test]
+    fn suffix_patterns_cover_deeper_names() {
+        let cases = [
+            (
+                "*.compute.amazonaws.com",
+                "ec2-1-2-3-4.us-west-2.compute.amazonaws.com",
+                true,
+            ),
+            (
+                "*.compute-1.amazonaws.com",
+                "ec2-54-1-2-3.compute-1.amazonaws.com",
+                true,
+            ),
+            ("*.elb.amazonaws.com", "x.us-east-1.elb.amazonaws.com", true),
+            (
+                "*.elb.amazonaws.com",
+                "dualstack.x-1.eu-west-1.elb.amazonaws.com",
+                true,
+            ),
+            (
+                "*.elb.amazonaws.com.cn",
+                "x.cn-north-1.elb.amazonaws.com.cn",
+                true,
+            ),
+            ("*.elb.amazonaws.com", "elb.amazonaws.com", false),
+            ("*.elb.amazonaws.com", "xelb.amazonaws.com", false),
+        ];
+        for (pattern, host, want) in cases {
+            let p = HostPattern::parse(pattern).expect("valid pattern");
+            assert_eq!(p.matches(host), want, "{pattern} vs {host}");
+        }
+    }
+
+    #[test]
+    fn within_compares_what_patterns_match() {
+        let cases = [
+            ("*.us-east-1.elb.amazonaws.com", "*.elb.amazonaws.com", true),
+            ("*.elb.amazonaws.com", "*.elb.amazonaws.com", true),
+            ("a.elb.amazonaws.com", "*.elb.amazonaws.com", true),
+            ("elb.amazonaws.com", "*.elb.amazonaws.com", false),
+            ("*.amazonaws.com", "*.elb.amazonaws.com", false),
+            ("*", "*.elb.amazonaws.com", false),
+            ("*.xelb.amazonaws.com", "*.elb.amazonaws.com", false),
+            ("*.elb.amazonaws.com", "*", true),
+        ];
+        for (inner, outer, want) in cases {
+            let i = HostPattern::parse(inner).expect("valid pattern");
+            let o = HostPattern::parse(outer).expect("valid pattern");
+            assert_eq!(i.is_within(&o), want, "{inner} within {outer}");
+            assert_eq!(i.to_string(), inner);
         }
     }
 

@@ -1,13 +1,16 @@
 //! Policy, checked before any connection: host allow/deny patterns, the
-//! address guard (no loopback, private, link-local, metadata, unspecified or
+//! customer-host rule (EC2 instance and load-balancer names under the AWS
+//! domains are refused unless an `--allow-host` pattern names them
+//! specifically), allowed ports (requests 443 and 80, CONNECT 443, widened by
+//! `--allow-port`), the address guard (no loopback, private, link-local, metadata, unspecified or
 //! multicast origin unless `--allow-cidr` covers it) and the loop check.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 
-use crate::config::PolicyConfig;
-use crate::pattern::HostPatterns;
+use crate::config::{PolicyConfig, PortRange};
+use crate::pattern::{HostPattern, HostPatterns};
 
 /// Why policy refused a request (403, or 508 for a loop).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +21,21 @@ pub enum PolicyError {
     /// The target name matches a `--deny-host` pattern.
     #[error("host {0:?} is refused by --deny-host")]
     HostDenied(String),
+    /// The target is a customer's EC2 instance or load balancer, not an AWS API.
+    #[error(
+        "host {host:?} is an EC2 instance or load-balancer name, not an AWS API; \
+         add --allow-host {pattern} to reach it"
+    )]
+    CustomerHost { host: String, pattern: String },
+    /// The target port is not among the allowed ones.
+    #[error(
+        "port {port} is not allowed for {kind} (allowed: {allowed}); add --allow-port {port} to reach it"
+    )]
+    PortNotAllowed {
+        port: u16,
+        kind: &'static str,
+        allowed: String,
+    },
     /// The origin resolved to a non-public address.
     #[error("{host:?} resolves to non-public address {addr}; add --allow-cidr to reach it")]
     AddressRefused {
@@ -36,6 +54,9 @@ pub enum PolicyError {
 pub struct Policy {
     allow: HostPatterns,
     deny: HostPatterns,
+    customer: HostPatterns,
+    request_ports: Vec<PortRange>,
+    connect_ports: Vec<PortRange>,
     allow_cidr: Vec<IpNet>,
 }
 
@@ -45,8 +66,23 @@ impl Policy {
         Ok(Policy {
             allow: HostPatterns::parse(&config.allow_host)?,
             deny: HostPatterns::parse(&config.deny_host)?,
+            customer: HostPatterns::parse(&config.customer_hosts)?,
+            request_ports: config.request_ports.clone(),
+            connect_ports: config.connect_ports.clone(),
             allow_cidr: config.allow_cidr.clone(),
         })
+    }
+
+    /// Checks the target of a proxied request: its name, then its port.
+    pub fn check_origin(&self, host: &str, port: u16) -> Result<(), PolicyError> {
+        self.check_host(host)?;
+        check_port(&self.request_ports, port, "requests")
+    }
+
+    /// Checks the target of a CONNECT tunnel: its name, then its port.
+    pub fn check_connect(&self, host: &str, port: u16) -> Result<(), PolicyError> {
+        self.check_host(host)?;
+        check_port(&self.connect_ports, port, "CONNECT")
     }
 
     /// Checks a target name (no port).
@@ -64,6 +100,19 @@ impl Policy {
         if !literal_allowed && !self.allow.matches(host) {
             return Err(PolicyError::HostNotAllowed(host.to_owned()));
         }
+        // `*.amazonaws.com` matches customers' hosts too; only a pattern at or
+        // below the customer pattern (or `*`, chocon's "any host") opens them.
+        if let Some(customer) = self.customer.first_match(host) {
+            let named = |p: &HostPattern| {
+                p.matches(host) && (*p == HostPattern::Any || p.is_within(customer))
+            };
+            if !self.allow.iter().any(named) {
+                return Err(PolicyError::CustomerHost {
+                    host: host.to_owned(),
+                    pattern: customer.to_string(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -78,6 +127,22 @@ impl Policy {
             addr,
         })
     }
+}
+
+fn check_port(allowed: &[PortRange], port: u16, kind: &'static str) -> Result<(), PolicyError> {
+    if allowed.iter().any(|r| r.contains(port)) {
+        return Ok(());
+    }
+    let allowed = allowed
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Err(PolicyError::PortNotAllowed {
+        port,
+        kind,
+        allowed,
+    })
 }
 
 /// IPv4-mapped and IPv4-compatible/NAT64 IPv6 forms judged as the IPv4 they carry.
@@ -141,12 +206,131 @@ mod tests {
     use super::*;
 
     fn policy(allow: &[&str], cidr: &[&str]) -> Policy {
-        Policy::new(&PolicyConfig {
-            allow_host: allow.iter().map(|s| s.to_string()).collect(),
-            deny_host: vec!["*.internal.test".into()],
-            allow_cidr: cidr.iter().map(|c| c.parse().expect("cidr")).collect(),
-        })
-        .expect("valid policy")
+        let mut config = crate::config::Config::default().policy;
+        config.allow_host = allow.iter().map(|s| s.to_string()).collect();
+        config.deny_host = vec!["*.internal.test".into()];
+        config.allow_cidr = cidr.iter().map(|c| c.parse().expect("cidr")).collect();
+        Policy::new(&config).expect("valid policy")
+    }
+
+    fn default_policy() -> Policy {
+        Policy::new(&crate::config::Config::default().policy).expect("valid policy")
+    }
+
+    #[test]
+    fn default_policy_refuses_customer_hosts() {
+        let p = default_policy();
+        let refused = [
+            (
+                "ec2-54-1-2-3.compute-1.amazonaws.com",
+                "*.compute-1.amazonaws.com",
+            ),
+            (
+                "EC2-54-1-2-3.Compute-1.AmazonAWS.com.",
+                "*.compute-1.amazonaws.com",
+            ),
+            (
+                "ec2-1-2-3-4.us-west-2.compute.amazonaws.com",
+                "*.compute.amazonaws.com",
+            ),
+            (
+                "my-lb-123.us-east-1.elb.amazonaws.com",
+                "*.elb.amazonaws.com",
+            ),
+            (
+                "dualstack.my-lb-123.us-east-1.elb.amazonaws.com",
+                "*.elb.amazonaws.com",
+            ),
+            (
+                "ec2-1-2-3-4.cn-north-1.compute.amazonaws.com.cn",
+                "*.compute.amazonaws.com.cn",
+            ),
+            (
+                "ec2-1-2-3-4.compute-1.amazonaws.com.cn",
+                "*.compute-1.amazonaws.com.cn",
+            ),
+            (
+                "my-lb.cn-north-1.elb.amazonaws.com.cn",
+                "*.elb.amazonaws.com.cn",
+            ),
+        ];
+        for (host, pattern) in refused {
+            let err = p.check_host(host).expect_err(host);
+            assert_eq!(
+                err,
+                PolicyError::CustomerHost {
+                    host: host.into(),
+                    pattern: pattern.into()
+                },
+                "{host}"
+            );
+            assert!(
+                err.to_string().contains(&format!("--allow-host {pattern}")),
+                "{err}"
+            );
+        }
+        for host in [
+            "s3.amazonaws.com",
+            "ec2.us-east-1.amazonaws.com",
+            "elasticloadbalancing.us-east-1.amazonaws.com",
+            "bucket.s3.us-west-2.amazonaws.com",
+            "ec2.cn-north-1.amazonaws.com.cn",
+            "compute-1.amazonaws.com",
+        ] {
+            assert_eq!(p.check_host(host), Ok(()), "{host}");
+        }
+    }
+
+    #[test]
+    fn customer_hosts_open_only_when_named() {
+        let host = "x.us-east-1.elb.amazonaws.com";
+        for (allow, open) in [
+            (&["*.amazonaws.com"][..], false),
+            (&["*.amazonaws.com", "*.example.com"], false),
+            (&["*.elb.amazonaws.com"], true),
+            (&["*.us-east-1.elb.amazonaws.com"], true),
+            (&["x.us-east-1.elb.amazonaws.com"], true),
+            (&["*.eu-west-1.elb.amazonaws.com"], false),
+            (&["*"], true),
+        ] {
+            assert_eq!(
+                policy(allow, &[]).check_host(host).is_ok(),
+                open,
+                "{allow:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn ports_requests_443_80_connect_443() {
+        let p = default_policy();
+        assert_eq!(p.check_origin("s3.amazonaws.com", 443), Ok(()));
+        assert_eq!(p.check_origin("s3.amazonaws.com", 80), Ok(()));
+        assert_eq!(p.check_connect("s3.amazonaws.com", 443), Ok(()));
+        for (port, connect) in [
+            (25, false),
+            (8443, false),
+            (0, false),
+            (80, true),
+            (25, true),
+        ] {
+            let got = if connect {
+                p.check_connect("s3.amazonaws.com", port)
+            } else {
+                p.check_origin("s3.amazonaws.com", port)
+            };
+            let err = got.expect_err("port refused");
+            assert!(matches!(err, PolicyError::PortNotAllowed { .. }), "{err}");
+            assert!(
+                err.to_string().contains(&format!("--allow-port {port}")),
+                "{err}"
+            );
+        }
+        // The host is judged before the port.
+        assert!(matches!(
+            p.check_connect("ec2-54-1-2-3.compute-1.amazonaws.com", 25),
+            Err(PolicyError::CustomerHost { .. })
+        ));
     }
 
     #[test]

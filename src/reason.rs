@@ -51,6 +51,8 @@ pub fn policy(e: &PolicyError) -> String {
             "host {h:?} is not allowed; start ccnproxy with --allow-host covering it to reach it"
         ),
         PolicyError::HostDenied(h) => format!("host {h:?} is refused by --deny-host"),
+        // Their own texts say what is refused and which flag opens it.
+        PolicyError::CustomerHost { .. } | PolicyError::PortNotAllowed { .. } => e.to_string(),
         PolicyError::AddressRefused { host, addr } => format!(
             "{host} resolves to the non-public address {addr}; start ccnproxy with \
              --allow-cidr covering it to reach it"
@@ -84,6 +86,7 @@ pub fn upstream(e: &UpstreamError) -> String {
         UpstreamError::Request(e) => {
             format!("the request to the origin failed: {}", hyper_plain(e))
         }
+        UpstreamError::TooManyOrigins(_) => e.to_string(),
     }
 }
 

@@ -101,7 +101,7 @@ impl Tunnels {
     }
 
     async fn open(&self, host: &str, port: u16) -> Result<TcpStream, ProxyError> {
-        self.policy.check_host(host)?;
+        self.policy.check_connect(host, port)?;
         let answer = self.upstream.resolve(host, port).await?;
         let mut last = None;
         for addr in &answer {

@@ -1,26 +1,28 @@
 //! The access log: one line per request, product output (never `tracing`).
 //!
-//! `AccessLog` is a cheap clonable handle. `log` hands a `Record` to a
-//! bounded queue (65 536 records) read by one writer thread, which formats
-//! records into a batch buffer and writes whole batches: when the queue runs
-//! empty, when the batch reaches 64 KiB, and at close. `log` never blocks and
-//! never drops: when the queue is full the record goes to an overflow list the
-//! writer drains next (counted in `Stats::overflowed`). The writer is a thread,
-//! not a task, because file writes block.
+//! `AccessLog` is a cheap clonable handle. `log` hands a `Record` to a queue
+//! read by one writer thread, which formats records into a batch buffer and
+//! writes whole batches: when the queue runs empty, when the batch reaches 64
+//! KiB, and at close. The queue is bounded by lines and by estimated bytes
+//! (`queue`): when it is full, `--access-log-when-full block` makes `log`
+//! wait for room (nothing is lost) and `drop` drops the line, counted in
+//! `Stats::dropped`. Lines are written in the order they were queued. The
+//! writer is a thread, not a task, because file writes block.
 //!
 //! Files: `format` compiles the line format (`%` directives; `preset` the
-//! presets, `render` the escaping of values, `time` the times), `writer` is
-//! the writer thread, `rotate` owns the time-rotated files of
-//! `LogDestination::Dir`, `zone` the local time zone. With a directory,
-//! SIGHUP or SIGUSR1 reopens the file (for an external logrotate). Write
-//! failures are counted, warned about at most once a minute, and retried with
-//! the next batch; the lines of a failed batch are lost
-//! (`Stats::write_failures`) but never torn.
+//! presets, `render` the escaping of values, `time` the times), `queue` the
+//! queue's bound, `writer` is the writer thread, `rotate` owns the
+//! time-rotated files of `LogDestination::Dir`, `zone` the local time zone.
+//! With a directory, SIGHUP or SIGUSR1 reopens the file (for an external
+//! logrotate). Write failures are counted, warned about at most once a
+//! minute, and retried with the next batch; the lines of a failed batch are
+//! lost (`Stats::write_failures`) but never torn.
 
 mod field;
 pub mod format;
 mod parse;
 mod preset;
+mod queue;
 mod record;
 mod render;
 pub mod rotate;
@@ -30,23 +32,25 @@ pub mod zone;
 
 use std::io;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use http::HeaderName;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::config::{AccessLogConfig, LogDestination};
+use crate::config::{AccessLogConfig, LogDestination, WhenFull};
 use format::{Format, FormatError};
+use queue::{QueueLimits, Room, record_bytes};
 pub use record::Record;
 use rotate::{RotateConfig, RotatingFile};
 use writer::{Sink, spawn_writer};
 use zone::Zone;
 
-/// Records the queue holds before `log` spills into the overflow list.
-const QUEUE_RECORDS: usize = 65_536;
+/// The writer takes at most this many records before it looks at the reopen
+/// flag and flushes.
+const TAKE_RECORDS: usize = 65_536;
 
 /// Why the access log could not start.
 #[derive(Debug, thiserror::Error)]
@@ -78,8 +82,14 @@ pub struct Stats {
     pub lines_written: u64,
     /// Lines lost because writing them failed (disk full, directory gone…).
     pub write_failures: u64,
-    /// Records that found the queue full and took the overflow list (not lost).
-    pub overflowed: u64,
+    /// Lines dropped because the queue was full (`--access-log-when-full drop`).
+    pub dropped: u64,
+    /// Records that waited for room in the queue (`--access-log-when-full block`).
+    pub waited: u64,
+    /// Records in the queue now.
+    pub queued_lines: u64,
+    /// Estimated bytes held by the records in the queue now.
+    pub queued_bytes: u64,
 }
 
 /// Handle to the access-log writer; clones share one queue.
@@ -89,21 +99,31 @@ pub struct AccessLog {
 }
 
 struct Inner {
-    /// `None` for `LogDestination::None`.
-    tx: Option<mpsc::Sender<Msg>>,
+    /// `None` for `LogDestination::None`. Unbounded as a channel: `Room`
+    /// bounds what is in it.
+    tx: Option<mpsc::UnboundedSender<Msg>>,
     shared: Arc<Shared>,
     request_headers: Box<[HeaderName]>,
     response_headers: Box<[HeaderName]>,
 }
 
 /// State the handles and the writer thread both see.
-#[derive(Default)]
 pub(super) struct Shared {
-    overflow: Mutex<Vec<Record>>,
+    room: Room,
     lines_written: AtomicU64,
     write_failures: AtomicU64,
-    overflowed: AtomicU64,
     reopen: AtomicBool,
+}
+
+impl Shared {
+    fn new(limits: QueueLimits) -> Self {
+        Shared {
+            room: Room::new(limits),
+            lines_written: AtomicU64::new(0),
+            write_failures: AtomicU64::new(0),
+            reopen: AtomicBool::new(false),
+        }
+    }
 }
 
 #[allow(
@@ -111,8 +131,9 @@ pub(super) struct Shared {
     reason = "boxing would cost an allocation per request"
 )]
 pub(super) enum Msg {
-    Record(Record),
-    /// Look at the overflow list and the reopen flag.
+    /// A record and the room it claimed (`queue::record_bytes`).
+    Record(Record, u64),
+    /// Look at the reopen flag.
     Wake,
 }
 
@@ -154,7 +175,12 @@ impl AccessLog {
             }
         };
         let reopen_on_signals = matches!(sink, Sink::Dir(_));
-        let (log, rx) = Self::with_queue(&format, QUEUE_RECORDS);
+        let limits = QueueLimits {
+            lines: config.queue_lines,
+            bytes: config.queue_bytes,
+            when_full: config.when_full,
+        };
+        let (log, rx) = Self::with_queue(&format, limits);
         let signals = if reopen_on_signals {
             log.reopen_on_signals()
         } else {
@@ -173,7 +199,11 @@ impl AccessLog {
     fn disabled() -> (AccessLog, Writer) {
         let inner = Inner {
             tx: None,
-            shared: Arc::default(),
+            shared: Arc::new(Shared::new(QueueLimits {
+                lines: 0,
+                bytes: 0,
+                when_full: WhenFull::Drop,
+            })),
             request_headers: Box::new([]),
             response_headers: Box::new([]),
         };
@@ -188,11 +218,14 @@ impl AccessLog {
         )
     }
 
-    fn with_queue(format: &Format, capacity: usize) -> (AccessLog, mpsc::Receiver<Msg>) {
-        let (tx, rx) = mpsc::channel(capacity);
+    fn with_queue(
+        format: &Format,
+        limits: QueueLimits,
+    ) -> (AccessLog, mpsc::UnboundedReceiver<Msg>) {
+        let (tx, rx) = mpsc::unbounded_channel();
         let inner = Inner {
             tx: Some(tx),
-            shared: Arc::default(),
+            shared: Arc::new(Shared::new(limits)),
             request_headers: format.request_headers().into(),
             response_headers: format.response_headers().into(),
         };
@@ -214,35 +247,23 @@ impl AccessLog {
         &self.inner.response_headers
     }
 
-    /// Queues one record. Never blocks on the writer and never drops: a full
-    /// queue spills into the overflow list.
+    /// Queues one record. When the queue is full it waits for room
+    /// (`WhenFull::Block`) or drops the line (`WhenFull::Drop`, counted).
     pub fn log(&self, record: Record) {
         let Some(tx) = &self.inner.tx else { return };
         let shared = &self.inner.shared;
-        match tx.try_send(Msg::Record(record)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(msg)) => {
-                if let Msg::Record(record) = msg {
-                    shared
-                        .overflow
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .push(record);
-                    shared.overflowed.fetch_add(1, Ordering::Relaxed);
-                }
-                // Pushed before this wake-up: either the wake-up is queued, or
-                // the queue is still full and the writer checks the overflow
-                // list after draining it. Either way the record is seen.
-                let _ = tx.try_send(Msg::Wake);
-            }
+        let bytes = record_bytes(&record);
+        if !shared.room.claim(bytes) {
+            return;
+        }
+        if tx.send(Msg::Record(record, bytes)).is_err() {
             // The writer thread is gone (it panicked); nothing can write the line.
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                shared.write_failures.fetch_add(1, Ordering::Relaxed);
-            }
+            shared.room.release(bytes);
+            shared.write_failures.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// Lines written, lines lost to write failures, overflowed records.
+    /// Lines written, lost, dropped and waiting; records that waited.
     pub fn stats(&self) -> Stats {
         self.inner.shared.stats()
     }
@@ -308,19 +329,22 @@ impl std::fmt::Debug for AccessLog {
 
 impl Shared {
     fn stats(&self) -> Stats {
+        let (lines, bytes) = self.room.held();
         Stats {
             lines_written: self.lines_written.load(Ordering::Relaxed),
             write_failures: self.write_failures.load(Ordering::Relaxed),
-            overflowed: self.overflowed.load(Ordering::Relaxed),
+            dropped: self.room.dropped(),
+            waited: self.room.waited(),
+            queued_lines: lines as u64,
+            queued_bytes: bytes,
         }
     }
 }
 
-fn request_reopen(shared: &Shared, tx: Option<&mpsc::Sender<Msg>>) {
+fn request_reopen(shared: &Shared, tx: Option<&mpsc::UnboundedSender<Msg>>) {
     shared.reopen.store(true, Ordering::Relaxed);
-    // A full queue means the writer flushes (and reopens) soon anyway.
     if let Some(tx) = tx {
-        let _ = tx.try_send(Msg::Wake);
+        let _ = tx.send(Msg::Wake);
     }
 }
 

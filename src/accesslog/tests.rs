@@ -1,4 +1,4 @@
-//! The access log end to end (start, queue, overflow, reopen), and the
+//! The access log end to end (start, bounded queue, reopen), and the
 //! sample record the format, time and writer tests share.
 
 use std::net::SocketAddr;
@@ -70,6 +70,7 @@ fn config(destination: LogDestination, format: &str) -> AccessLogConfig {
         format: format.to_owned(),
         rotate_count: 30,
         rotate_interval: Duration::from_secs(3600),
+        ..crate::config::Config::default().access_log
     }
 }
 
@@ -175,21 +176,29 @@ async fn close_writes_every_queued_record_in_order() {
         shared.stats(),
         Stats {
             lines_written: 5000,
-            write_failures: 0,
-            overflowed: 0
+            ..Stats::default()
         }
     );
 }
 
+pub(super) fn limits(lines: usize, when_full: WhenFull) -> QueueLimits {
+    QueueLimits {
+        lines,
+        bytes: u64::MAX,
+        when_full,
+    }
+}
+
 #[tokio::test]
-async fn a_full_queue_spills_into_the_overflow_list_without_losing_records() {
+async fn a_full_queue_in_drop_mode_counts_the_lines_it_dropped() {
     let format = Format::compile("%{request_id}x").expect("format");
-    let (log, rx) = AccessLog::with_queue(&format, 2);
+    let (log, rx) = AccessLog::with_queue(&format, limits(2, WhenFull::Drop));
     for id in 0..10 {
         log.log(with_id(id));
     }
-    assert_eq!(log.stats().overflowed, 8);
-    let out = Arc::new(Mutex::new(Vec::new()));
+    let stats = log.stats();
+    assert_eq!((stats.dropped, stats.queued_lines), (8, 2));
+    let out = Arc::new(std::sync::Mutex::new(Vec::new()));
     let done = spawn_writer(
         rx,
         log.inner.shared.clone(),
@@ -203,21 +212,59 @@ async fn a_full_queue_spills_into_the_overflow_list_without_losing_records() {
     let shared = log.inner.shared.clone();
     drop(log);
     done.await.expect("writer finished");
-    let text = String::from_utf8(out.lock().expect("sink").clone()).expect("utf-8");
-    let mut ids: Vec<&str> = text.lines().collect();
-    ids.sort_by_key(|id| id[1..].parse::<u32>().expect("id"));
-    assert_eq!(
-        ids,
-        ["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7", "r8", "r9"]
-    );
+    assert_eq!(*out.lock().expect("sink"), b"r0\nr1\n");
     assert_eq!(
         shared.stats(),
         Stats {
-            lines_written: 10,
-            write_failures: 0,
-            overflowed: 8
+            lines_written: 2,
+            dropped: 8,
+            ..Stats::default()
         }
     );
+}
+
+#[test]
+fn a_full_queue_in_block_mode_waits_and_loses_nothing() {
+    let format = Format::compile("%{request_id}x").expect("format");
+    let (log, rx) = AccessLog::with_queue(&format, limits(4, WhenFull::Block));
+    // Producers outrun a queue of four; the writer starts late.
+    let producers: Vec<_> = (0..4)
+        .map(|p| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for i in 0..250 {
+                    log.log(with_id(p * 1000 + i));
+                }
+            })
+        })
+        .collect();
+    let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let shared = log.inner.shared.clone();
+    let done = spawn_writer(
+        rx,
+        shared.clone(),
+        format,
+        Sink::Memory {
+            out: out.clone(),
+            room: usize::MAX,
+        },
+    )
+    .expect("spawn");
+    for p in producers {
+        p.join().expect("producer");
+    }
+    drop(log);
+    done.blocking_recv().expect("writer finished");
+    let text = String::from_utf8(out.lock().expect("sink").clone()).expect("utf-8");
+    let ids: Vec<usize> = text.lines().map(|l| l[1..].parse().expect("id")).collect();
+    for p in 0..4 {
+        let mine: Vec<usize> = ids.iter().copied().filter(|id| id / 1000 == p).collect();
+        let want: Vec<usize> = (0..250).map(|i| p * 1000 + i).collect();
+        assert_eq!(mine, want, "producer {p}: every line once, in order");
+    }
+    let stats = shared.stats();
+    assert_eq!((stats.lines_written, stats.dropped), (1000, 0));
+    assert_eq!((stats.queued_lines, stats.queued_bytes), (0, 0));
 }
 
 #[tokio::test]

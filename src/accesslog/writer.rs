@@ -1,13 +1,13 @@
-//! The writer thread: takes records off the queue (and the overflow list),
+//! The writer thread: takes records off the queue (giving back their room),
 //! formats them into one batch buffer and writes the batch when the queue
 //! runs empty, when it reaches 64 KiB and at close. Counts what it writes and
 //! what it loses, and warns about failures at most once a minute.
 
 use std::io::{self, Write as _};
+use std::sync::Arc;
 #[cfg(test)]
 use std::sync::Mutex;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 use std::time::SystemTime;
 
 use tokio::sync::{mpsc, oneshot};
@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::format::Format;
 use super::rotate::RotatingFile;
 use super::time::unix_secs;
-use super::{AccessLogError, Msg, QUEUE_RECORDS, Record, Shared};
+use super::{AccessLogError, Msg, Record, Shared, TAKE_RECORDS};
 use crate::config::LogWriter;
 
 /// A batch is written once it holds this much.
@@ -91,7 +91,7 @@ impl Sink {
 
 /// Starts the writer thread; the receiver resolves when it has flushed the last line.
 pub(super) fn spawn_writer(
-    rx: mpsc::Receiver<Msg>,
+    rx: mpsc::UnboundedReceiver<Msg>,
     shared: Arc<Shared>,
     format: Format,
     sink: Sink,
@@ -127,27 +127,27 @@ struct Worker {
 }
 
 impl Worker {
-    fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
         while let Some(msg) = rx.blocking_recv() {
             self.take(msg);
-            // Drain what is queued now, but not forever: the overflow list
+            // Drain what is queued now, but not forever: a reopen request
             // must get its turn under sustained load.
-            for _ in 0..QUEUE_RECORDS {
+            for _ in 0..TAKE_RECORDS {
                 match rx.try_recv() {
                     Ok(msg) => self.take(msg),
                     Err(_) => break,
                 }
             }
-            self.drain_overflow();
             self.flush();
         }
-        self.drain_overflow();
         self.flush();
     }
 
     fn take(&mut self, msg: Msg) {
-        if let Msg::Record(record) = msg {
+        if let Msg::Record(record, bytes) = msg {
             self.add(&record);
+            drop(record);
+            self.shared.room.release(bytes);
         }
     }
 
@@ -156,19 +156,6 @@ impl Worker {
         self.lines += 1;
         if self.batch.len() >= BATCH_BYTES {
             self.flush();
-        }
-    }
-
-    fn drain_overflow(&mut self) {
-        let records = std::mem::take(
-            &mut *self
-                .shared
-                .overflow
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for record in &records {
-            self.add(record);
         }
     }
 
@@ -269,7 +256,8 @@ mod tests {
     #[tokio::test]
     async fn a_full_disk_counts_the_lines_it_lost() {
         let format = Format::compile("%{request_id}x").expect("format");
-        let (log, rx) = AccessLog::with_queue(&format, 16);
+        let limits = crate::accesslog::tests::limits(16, crate::config::WhenFull::Block);
+        let (log, rx) = AccessLog::with_queue(&format, limits);
         for id in 0..10 {
             log.log(Record {
                 request_id: format!("r{id}"),
@@ -293,7 +281,7 @@ mod tests {
             Stats {
                 lines_written: 3,
                 write_failures: 7,
-                overflowed: 0
+                ..Stats::default()
             }
         );
     }

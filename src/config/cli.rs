@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 
-use super::{ClientKey, Config, LogDestination, ResolveOverride};
+use super::{ClientKey, Config, LogDestination, PortRange, ResolveOverride, WhenFull};
 use crate::origin::Origin;
 
 /// ccnproxy: keeps warm TLS connections to AWS endpoints so each API call
@@ -217,6 +217,34 @@ pub struct Args {
     /// A --rate-limit-redis call slower than this fails open to per-replica budgets.
     #[arg(long, env = "CCNPROXY_RATE_LIMIT_REDIS_TIMEOUT", default_value = "50ms", value_parser = parse_duration)]
     pub rate_limit_redis_timeout: Duration,
+    /// Also allow this target port, for requests and CONNECT (repeatable;
+    /// `8443`, `8000-8999` or `*`). Default: requests 443 and 80, CONNECT 443.
+    #[arg(
+        long = "allow-port",
+        env = "CCNPROXY_ALLOW_PORT",
+        value_delimiter = ',',
+        value_parser = parse_port_range
+    )]
+    pub allow_port: Vec<PortRange>,
+    /// Access-log lines waiting for the writer at most.
+    #[arg(
+        long,
+        env = "CCNPROXY_ACCESS_LOG_QUEUE_LINES",
+        default_value_t = 65_536
+    )]
+    pub access_log_queue_lines: usize,
+    /// Bytes held by access-log lines waiting for the writer at most (`32MiB`, `1000000`).
+    #[arg(long, env = "CCNPROXY_ACCESS_LOG_QUEUE_BYTES", default_value = "32MiB", value_parser = parse_bytes)]
+    pub access_log_queue_bytes: u64,
+    /// When the access-log queue is full: `block` (the request waits; nothing is lost) or `drop`.
+    #[arg(long, env = "CCNPROXY_ACCESS_LOG_WHEN_FULL", default_value = "block", value_parser = parse_when_full)]
+    pub access_log_when_full: WhenFull,
+    /// An origin's pool, DNS answer and metric series are removed after this long unused.
+    #[arg(long, env = "CCNPROXY_ORIGIN_IDLE_TTL", default_value = "5m", value_parser = parse_duration)]
+    pub origin_idle_ttl: Duration,
+    /// Origins kept at once; past it the least recently used idle one is removed (none idle: 503).
+    #[arg(long, env = "CCNPROXY_MAX_ORIGINS", default_value_t = 4096)]
+    pub max_origins: usize,
     /// Print shell completions or the man page instead of running.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -453,6 +481,13 @@ impl Args {
         }
         c.limits.rate_limit_redis = self.rate_limit_redis;
         c.limits.rate_limit_redis_timeout = self.rate_limit_redis_timeout;
+        c.access_log.queue_lines = self.access_log_queue_lines.max(1);
+        c.access_log.queue_bytes = self.access_log_queue_bytes.max(1);
+        c.access_log.when_full = self.access_log_when_full;
+        c.pool.origin_idle_ttl = self.origin_idle_ttl;
+        c.pool.max_origins = self.max_origins.max(1);
+        c.policy.request_ports.extend(&self.allow_port);
+        c.policy.connect_ports.extend(&self.allow_port);
         Ok(c)
     }
 }
@@ -505,6 +540,56 @@ fn parse_resolve(s: &str) -> Result<ResolveOverride, String> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(ResolveOverride { host, port, addrs })
+}
+
+/// A byte count: plain (`1048576`) or with a unit, binary (`KiB`, `MiB`,
+/// `GiB`, `TiB`) or decimal (`kB`, `MB`, `GB`, `TB`), case-insensitive.
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a byte count; use e.g. 1048576, 256MiB, 1GB");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let n: u64 = digits.parse().map_err(|_| bad())?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "tib" | "t" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(scale).ok_or_else(bad)
+}
+
+/// `block` or `drop`.
+fn parse_when_full(s: &str) -> Result<WhenFull, String> {
+    match s {
+        "block" => Ok(WhenFull::Block),
+        "drop" => Ok(WhenFull::Drop),
+        _ => Err(format!("{s:?}: want block or drop")),
+    }
+}
+
+/// `PORT`, `FIRST-LAST` or `*` (every port).
+fn parse_port_range(s: &str) -> Result<PortRange, String> {
+    let bad = || format!("{s:?}: want a port (8443), a range (8000-8999) or *");
+    if s.trim() == "*" {
+        return Ok(PortRange {
+            first: 0,
+            last: u16::MAX,
+        });
+    }
+    let (first, last) = s.split_once('-').unwrap_or((s, s));
+    let first: u16 = first.trim().parse().map_err(|_| bad())?;
+    let last: u16 = last.trim().parse().map_err(|_| bad())?;
+    if first > last {
+        return Err(bad());
+    }
+    Ok(PortRange { first, last })
 }
 
 /// `auto`, `vpce` or `header:NAME`.
@@ -571,9 +656,72 @@ mod tests {
             &["--allow-cidr", "10.0.0.0/40"],
             &["--read-timeout", "soon"],
             &["--h2-conns", "0"],
+            &["--allow-port", "70000"],
+            &["--allow-port", "9-8"],
+            &["--allow-port", "any"],
+            &["--access-log-queue-bytes", "12 parsecs"],
+            &["--access-log-when-full", "maybe"],
         ] {
             assert!(config(args).is_err(), "{args:?} should be refused");
         }
+    }
+
+    #[test]
+    fn allow_port_widens_requests_and_connect() {
+        let c = config(&[]).expect("defaults parse");
+        assert_eq!(
+            c.policy.request_ports,
+            [PortRange::one(443), PortRange::one(80)]
+        );
+        assert_eq!(c.policy.connect_ports, [PortRange::one(443)]);
+        let c = config(&["--allow-port", "8443", "--allow-port", "9000-9010,*"]).expect("parse");
+        let want = [
+            PortRange::one(8443),
+            PortRange {
+                first: 9000,
+                last: 9010,
+            },
+            PortRange {
+                first: 0,
+                last: u16::MAX,
+            },
+        ];
+        assert_eq!(c.policy.connect_ports[1..], want);
+        assert_eq!(c.policy.request_ports[2..], want);
+    }
+
+    #[test]
+    fn byte_counts_take_units() {
+        let cases = [
+            ("1048576", Some(1 << 20)),
+            ("256MiB", Some(256 << 20)),
+            ("256 mib", Some(256 << 20)),
+            ("2GiB", Some(2 << 30)),
+            ("1GB", Some(1_000_000_000)),
+            ("64k", Some(64 << 10)),
+            ("10kB", Some(10_000)),
+            ("0", Some(0)),
+            ("MiB", None),
+            ("-1", None),
+            ("1.5MiB", None),
+            ("99999999999TiB", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_bytes(text).ok(), want, "{text:?}");
+        }
+        let c = config(&[
+            "--access-log-queue-bytes",
+            "1MiB",
+            "--access-log-when-full",
+            "drop",
+        ])
+        .expect("parse");
+        assert_eq!(c.access_log.queue_bytes, 1 << 20);
+        assert_eq!(c.access_log.when_full, WhenFull::Drop);
+        assert_eq!(
+            config(&[]).expect("defaults").access_log.when_full,
+            WhenFull::Block
+        );
     }
 
     #[test]

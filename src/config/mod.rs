@@ -81,6 +81,48 @@ pub struct PolicyConfig {
     pub deny_host: Vec<String>,
     /// Non-public address ranges that may be reached anyway.
     pub allow_cidr: Vec<IpNet>,
+    /// Customer-owned names under the AWS domains (EC2 instances, load
+    /// balancers): refused unless an `--allow-host` pattern names them
+    /// specifically (or is `*`).
+    pub customer_hosts: Vec<String>,
+    /// Ports a proxied request may reach.
+    pub request_ports: Vec<PortRange>,
+    /// Ports a CONNECT tunnel may reach.
+    pub connect_ports: Vec<PortRange>,
+}
+
+/// An inclusive range of ports (`--allow-port 8443`, `8000-8999`, `*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    /// First port of the range.
+    pub first: u16,
+    /// Last port of the range (equal to `first` for one port).
+    pub last: u16,
+}
+
+impl PortRange {
+    /// One port.
+    pub const fn one(port: u16) -> Self {
+        PortRange {
+            first: port,
+            last: port,
+        }
+    }
+
+    /// True when `port` is in the range.
+    pub fn contains(&self, port: u16) -> bool {
+        (self.first..=self.last).contains(&port)
+    }
+}
+
+impl std::fmt::Display for PortRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.first, self.last) {
+            (0, u16::MAX) => f.write_str("*"),
+            (a, b) if a == b => write!(f, "{a}"),
+            (a, b) => write!(f, "{a}-{b}"),
+        }
+    }
 }
 
 /// The upstream pool.
@@ -114,6 +156,12 @@ pub struct PoolConfig {
     pub eject_backoff: Duration,
     /// The longest an address is left out (the back-off doubles up to it).
     pub eject_backoff_max: Duration,
+    /// An origin's state (pool, DNS answer, metric series) is removed after
+    /// this long without a request and with no request in flight.
+    pub origin_idle_ttl: Duration,
+    /// Origins with state at once at most; past it the least recently used
+    /// idle one is removed, or the request gets 503 if none is idle.
+    pub max_origins: usize,
 }
 
 /// One `--resolve host:port:addr` override.
@@ -212,6 +260,24 @@ pub struct AccessLogConfig {
     pub rotate_count: usize,
     /// A new file starts this often.
     pub rotate_interval: Duration,
+    /// Lines waiting for the writer at most (`--access-log-queue-lines`).
+    pub queue_lines: usize,
+    /// Bytes held by lines waiting for the writer at most
+    /// (`--access-log-queue-bytes`; a record's size is estimated).
+    pub queue_bytes: u64,
+    /// What happens to a line when the queue is full.
+    pub when_full: WhenFull,
+}
+
+/// `--access-log-when-full`: what a request does when the access-log queue
+/// is full (the destination is slower than the traffic, or stalled).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Wait for room: nothing is lost, and a stalled destination stalls
+    /// requests as they finish.
+    Block,
+    /// Drop the line, count it and warn (rate-limited).
+    Drop,
 }
 
 /// SigV4 re-signing (`--sign`).
@@ -300,6 +366,25 @@ pub struct HttpStatsConfig {
     pub sampling_factor: u32,
 }
 
+/// Names under the AWS domains that belong to customers, not to AWS APIs:
+/// EC2 instances' public names and load balancers (Classic and Application).
+/// The default policy refuses them; `*.compute.amazonaws.com` also covers
+/// deeper names such as `ec2-1-2-3-4.us-west-2.compute.amazonaws.com`.
+pub const CUSTOMER_HOST_PATTERNS: [&str; 6] = [
+    "*.compute.amazonaws.com",
+    "*.compute-1.amazonaws.com",
+    "*.elb.amazonaws.com",
+    "*.compute.amazonaws.com.cn",
+    "*.compute-1.amazonaws.com.cn",
+    "*.elb.amazonaws.com.cn",
+];
+
+/// Ports a proxied request may reach by default.
+pub const REQUEST_PORTS: [PortRange; 2] = [PortRange::one(443), PortRange::one(80)];
+
+/// Ports a CONNECT tunnel may reach by default.
+pub const CONNECT_PORTS: [PortRange; 1] = [PortRange::one(443)];
+
 /// AWS names that are allowed and upgraded to HTTPS by default.
 pub const AWS_PATTERNS: [&str; 4] = [
     "*.amazonaws.com",
@@ -327,6 +412,12 @@ impl Default for Config {
                 allow_host: aws,
                 deny_host: Vec::new(),
                 allow_cidr: Vec::new(),
+                customer_hosts: CUSTOMER_HOST_PATTERNS
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect(),
+                request_ports: REQUEST_PORTS.to_vec(),
+                connect_ports: CONNECT_PORTS.to_vec(),
             },
             pool: PoolConfig {
                 keepalive_conns: None,
@@ -342,6 +433,8 @@ impl Default for Config {
                 connect_race_delay: Duration::from_millis(250),
                 eject_backoff: Duration::from_secs(5),
                 eject_backoff_max: Duration::from_secs(120),
+                origin_idle_ttl: Duration::from_secs(300),
+                max_origins: 4096,
             },
             dns: DnsConfig {
                 server: None,
@@ -355,6 +448,9 @@ impl Default for Config {
                 format: "aws".to_owned(),
                 rotate_count: 30,
                 rotate_interval: Duration::from_secs(1440 * 60),
+                queue_lines: 65_536,
+                queue_bytes: 32 << 20,
+                when_full: WhenFull::Block,
             },
             sign: SignConfig {
                 enabled: false,

@@ -30,6 +30,7 @@ pub(crate) fn kit() -> (AccessLog, Arc<Metrics>) {
         format: "aws".to_owned(),
         rotate_count: 1,
         rotate_interval: Duration::from_secs(60),
+        ..crate::config::Config::default().access_log
     };
     let (log, _writer) = AccessLog::start(&config).expect("a disabled log starts");
     let metrics = MetricsConfig {

@@ -1,7 +1,8 @@
 //! A label value → series map with a cardinality cap: the first `max`
 //! distinct values get series of their own, every later one shares the
-//! `other` series. Values are never forgotten (Prometheus counters must not
-//! vanish and come back from zero), so memory is bounded by the cap.
+//! `other` series. Values are kept until `remove` (the origin table removes
+//! an origin's state, and its series with it), so memory is bounded by the
+//! cap.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -51,6 +52,16 @@ impl<T> Capped<T> {
     }
 }
 
+impl<T> Capped<T> {
+    /// Forgets `key`, freeing its place for another value.
+    pub fn remove(&self, key: &str) -> Option<Arc<T>> {
+        self.map
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,6 +88,16 @@ mod tests {
             "a value seen before the cap keeps its series"
         );
         assert_eq!(made, ["a", "b", OTHER], "each series is made once");
+    }
+
+    #[test]
+    fn a_removed_value_frees_its_place() {
+        let capped: Capped<String> = Capped::new(1);
+        assert_eq!(*capped.get("a", |l| l.to_string()), "a");
+        assert_eq!(*capped.get("b", |l| l.to_string()), OTHER);
+        assert_eq!(capped.remove("a").as_deref().map(String::as_str), Some("a"));
+        assert!(capped.remove("a").is_none());
+        assert_eq!(*capped.get("b", |l| l.to_string()), "b");
     }
 
     #[test]

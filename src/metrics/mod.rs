@@ -38,8 +38,9 @@ pub use client::client_key;
 pub use latency::{HttpStats, HttpStatsReport, RequestCounts, ResponseTimes};
 pub use scrape::{LogStats, PoolCounts, PoolSnapshot, PoolSource};
 
-/// Distinct origins with series of their own; the rest are `other`. Origins
-/// are bounded by `--allow-host` already; this guards `--allow-host '*'`.
+/// Distinct origins with series of their own (request series and pool
+/// series alike); the rest are summed under `other`. An origin the table
+/// removes (`--origin-idle-ttl`, `--max-origins`) frees its place.
 pub const MAX_ORIGINS: usize = 1000;
 
 /// The `origin` label of answers the proxy made without routing (admin
@@ -121,6 +122,14 @@ impl Metrics {
     /// until set). Only the first call takes effect.
     pub fn set_log_stats(&self, read: impl Fn() -> LogStats + Send + Sync + 'static) {
         let _ = self.live.log_stats.set(Box::new(read));
+    }
+
+    /// Forgets the series of `origin` (`https://host:443`): the origin
+    /// table removed its state.
+    pub fn forget_origin(&self, origin: &str) {
+        if let Some(series) = self.origins.remove(origin) {
+            series.remove(&self.families);
+        }
     }
 
     /// Counts a client connection as open until the guard is dropped.

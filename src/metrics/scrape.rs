@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use tokio::time::Instant;
 
-use crate::upstream::{PoolStats, Upstream};
+use crate::upstream::{OriginCounts, PoolStats, Upstream};
 
 use super::process;
 
@@ -53,9 +53,18 @@ pub struct PoolCounts {
 pub trait PoolSource: Send + Sync + 'static {
     /// Every pool, now.
     fn snapshot(&self) -> Vec<PoolSnapshot>;
+
+    /// The origin table's counters, if there is one.
+    fn origin_counts(&self) -> Option<OriginCounts> {
+        None
+    }
 }
 
 impl PoolSource for Upstream {
+    fn origin_counts(&self) -> Option<OriginCounts> {
+        Some(Upstream::origin_counts(self))
+    }
+
     fn snapshot(&self) -> Vec<PoolSnapshot> {
         self.pools()
             .iter()
@@ -87,6 +96,14 @@ pub struct LogStats {
     pub lines: u64,
     /// Writes that failed (the line is lost).
     pub write_errors: u64,
+    /// Lines dropped because the queue was full (drop mode).
+    pub dropped: u64,
+    /// Records that waited for room in the queue (block mode).
+    pub waited: u64,
+    /// Records in the queue now.
+    pub queued_lines: u64,
+    /// Estimated bytes held by the records in the queue now.
+    pub queued_bytes: u64,
 }
 
 type LogStatsFn = Box<dyn Fn() -> LogStats + Send + Sync>;
@@ -136,6 +153,39 @@ fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> f
     ConstCounter::new(value).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)
 }
 
+/// Keeps the first `max` pools (in the given order) and sums the rest into
+/// one snapshot labelled `other`.
+fn cap_pools(mut pools: Vec<PoolSnapshot>, max: usize) -> Vec<PoolSnapshot> {
+    if pools.len() <= max {
+        return pools;
+    }
+    let rest = pools.split_off(max);
+    let mut other = PoolSnapshot {
+        origin: super::OTHER.to_owned(),
+        ..PoolSnapshot::default()
+    };
+    for p in rest {
+        let (s, c) = (&mut other.stats, &mut other.counts);
+        s.open += p.stats.open;
+        s.idle += p.stats.idle;
+        s.busy += p.stats.busy;
+        s.h2_conns += p.stats.h2_conns;
+        s.h2_streams += p.stats.h2_streams;
+        s.addrs.extend(p.stats.addrs);
+        s.ejected += p.stats.ejected;
+        s.ejections += p.stats.ejections;
+        c.handshakes += p.counts.handshakes;
+        c.connect_errors += p.counts.connect_errors;
+        c.dns_refreshes += p.counts.dns_refreshes;
+        c.retries += p.counts.retries;
+        c.queue_waits += p.counts.queue_waits;
+        c.queue_timeouts += p.counts.queue_timeouts;
+        c.requests += p.counts.requests;
+    }
+    pools.push(other);
+    pools
+}
+
 /// A pool metric: name, help, and how to read it from a snapshot.
 type PoolField = (&'static str, &'static str, fn(&PoolSnapshot) -> u64);
 
@@ -175,6 +225,27 @@ impl Collector for Scrape {
             "Upstream pools (one per origin).",
             pools.len(),
         )?;
+        if let Some(origins) = live.pools.origin_counts() {
+            counter(
+                &mut enc,
+                "ccnproxy_origins_expired",
+                "Origins whose state was removed after --origin-idle-ttl unused.",
+                origins.expired,
+            )?;
+            counter(
+                &mut enc,
+                "ccnproxy_origins_evicted",
+                "Idle origins removed to make room under --max-origins.",
+                origins.evicted,
+            )?;
+            counter(
+                &mut enc,
+                "ccnproxy_origins_refused",
+                "Requests refused with 503 because --max-origins origins were all in use.",
+                origins.refused,
+            )?;
+        }
+        let pools = cap_pools(pools, super::MAX_ORIGINS);
         let gauges: [PoolField; 7] = [
             (
                 "ccnproxy_pool_open_connections",
@@ -276,6 +347,30 @@ impl Collector for Scrape {
                 "Access-log writes that failed.",
                 stats.write_errors,
             )?;
+            counter(
+                &mut enc,
+                "ccnproxy_log_lines_dropped",
+                "Access-log lines dropped because the queue was full (--access-log-when-full drop).",
+                stats.dropped,
+            )?;
+            counter(
+                &mut enc,
+                "ccnproxy_log_queue_waits",
+                "Requests that waited for room in the full access-log queue (--access-log-when-full block).",
+                stats.waited,
+            )?;
+            gauge(
+                &mut enc,
+                "ccnproxy_log_queue_lines",
+                "Access-log records waiting for the writer.",
+                i64::try_from(stats.queued_lines).unwrap_or(i64::MAX),
+            )?;
+            gauge(
+                &mut enc,
+                "ccnproxy_log_queue_bytes",
+                "Estimated bytes held by access-log records waiting for the writer.",
+                i64::try_from(stats.queued_bytes).unwrap_or(i64::MAX),
+            )?;
         }
 
         gauge(
@@ -355,4 +450,29 @@ fn encode_process(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_past_the_cap_are_summed_under_other() {
+        let pool = |name: &str, requests| PoolSnapshot {
+            origin: name.to_owned(),
+            counts: PoolCounts {
+                requests,
+                ..PoolCounts::default()
+            },
+            ..PoolSnapshot::default()
+        };
+        let pools = vec![pool("a", 1), pool("b", 2), pool("c", 4)];
+        let capped = cap_pools(pools.clone(), 1);
+        let got: Vec<(&str, u64)> = capped
+            .iter()
+            .map(|p| (p.origin.as_str(), p.counts.requests))
+            .collect();
+        assert_eq!(got, [("a", 1), ("other", 6)]);
+        assert_eq!(cap_pools(pools, 3).len(), 3);
+    }
 }

@@ -219,6 +219,40 @@ impl OriginSeries {
         }
     }
 
+    /// Takes every series of this origin out of the families (the origin's
+    /// state was removed; its series go with it).
+    pub(super) fn remove(&self, f: &Families) {
+        for method in METHODS {
+            for code_class in CLASSES {
+                f.requests.remove(&RequestLabels {
+                    origin: self.origin.clone(),
+                    method,
+                    code_class,
+                });
+            }
+        }
+        for protocol in [Protocol::H1, Protocol::H2] {
+            for connection in ["new", "reused"] {
+                f.exchanges.remove(&ExchangeLabels {
+                    origin: self.origin.clone(),
+                    protocol: protocol.as_str(),
+                    connection,
+                });
+            }
+        }
+        let labels = self.labels();
+        for family in [
+            &f.request_duration,
+            &f.upstream_header,
+            &f.upstream_duration,
+            &f.upstream_connect,
+        ] {
+            family.remove(&labels);
+        }
+        f.request_bytes.remove(&labels);
+        f.response_bytes.remove(&labels);
+    }
+
     /// Accounts `record`; `timed` is false for a CONNECT tunnel, whose
     /// duration is its whole life, not a response time.
     pub(super) fn observe(&self, f: &Families, record: &Record, timed: bool) {

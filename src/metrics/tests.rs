@@ -122,6 +122,7 @@ fn known_records_render_exact_counts() {
     m.set_log_stats(|| LogStats {
         lines: 7,
         write_errors: 1,
+        ..LogStats::default()
     });
     let _conn = m.client_connection();
 

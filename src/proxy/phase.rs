@@ -101,7 +101,7 @@ pub(crate) fn authorize<B>(
         return Err(PolicyError::Loop.into());
     }
     if mode != Mode::Upstream {
-        policy.check_host(&origin.host)?;
+        policy.check_origin(&origin.host, origin.port)?;
     }
     if req.uri().path_and_query().map_or(0, |p| p.as_str().len()) > max_uri_bytes {
         return Err(ProxyError::UriTooLong(max_uri_bytes));

@@ -40,6 +40,9 @@ pub struct Answer {
     pub valid_until: Option<Instant>,
 }
 
+/// Entries in the resolver's own cache (see `Dns::new`).
+const DNS_CACHE_ENTRIES: u64 = 256;
+
 /// The resolver.
 pub struct Dns {
     resolver: TokioResolver,
@@ -153,8 +156,9 @@ fn build_resolver(
     opts.positive_min_ttl = Some(config.min_ttl);
     opts.timeout = Duration::from_secs(3);
     opts.attempts = 2;
-    if !cached {
-        opts.cache_size = 0;
-    }
+    // Each pool keeps its origin's answer until its TTL; hickory's own
+    // cache (8,192 entries by default) would keep answers of removed origins
+    // too (`--origin-idle-ttl`), so it stays small.
+    opts.cache_size = if cached { DNS_CACHE_ENTRIES } else { 0 };
     builder.build()
 }

@@ -1,18 +1,19 @@
 //! The upstream client behind one narrow interface: `Upstream::send(origin,
 //! request)` → response and `Timing`. Inside: one `Pool` per origin
-//! (`pool.rs`), connections (`conn.rs`), DNS (`dns.rs`), TLS (`tls.rs`),
+//! (`pool.rs`) in a table bounded by `--origin-idle-ttl` and `--max-origins`
+//! (`origins.rs`), connections (`conn.rs`), DNS (`dns.rs`), TLS (`tls.rs`),
 //! per-address ejection after failed connects (`health.rs`).
 
 mod conn;
 pub mod dns;
 pub mod health;
+mod origins;
 pub mod pool;
 mod timing;
 pub mod tls;
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -26,6 +27,7 @@ use crate::body::ProxyBody;
 use crate::config::{DnsConfig, PoolConfig, TlsConfig};
 use crate::policy::{Policy, PolicyError};
 use crate::route::Origin;
+use origins::{Removed, Table};
 use pool::{Pool, Shared};
 
 /// Why an upstream exchange failed.
@@ -58,6 +60,22 @@ pub enum UpstreamError {
     /// The exchange failed on the connection.
     #[error("upstream request failed")]
     Request(#[source] hyper::Error),
+    /// `--max-origins` origins have state and every one is in use.
+    #[error("{0} origins in use, none idle to make room for another (--max-origins); retry later")]
+    TooManyOrigins(usize),
+}
+
+/// Counters of the origin table, read by metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OriginCounts {
+    /// Origins with state now.
+    pub origins: u64,
+    /// Origins removed after `--origin-idle-ttl` unused.
+    pub expired: u64,
+    /// Idle origins removed to make room under `--max-origins`.
+    pub evicted: u64,
+    /// Requests refused (503) because every origin was in use.
+    pub refused: u64,
 }
 
 /// Why the upstream client could not start.
@@ -71,10 +89,17 @@ pub enum SetupError {
     Dns(#[source] hickory_resolver::net::NetError),
 }
 
+/// Told the origin whose state was just removed (metrics forget its series).
+type RemovedHook = Box<dyn Fn(&Origin) + Send + Sync>;
+
 /// All pools.
 pub struct Upstream {
     shared: Arc<Shared>,
-    pools: Mutex<HashMap<Origin, Arc<Pool>>>,
+    pools: Mutex<Table<Pool>>,
+    expired: AtomicU64,
+    evicted: AtomicU64,
+    refused: AtomicU64,
+    on_removed: OnceLock<RemovedHook>,
 }
 
 impl Upstream {
@@ -99,11 +124,15 @@ impl Upstream {
         });
         let upstream = Arc::new(Upstream {
             shared,
-            pools: Mutex::new(HashMap::new()),
+            pools: Mutex::new(Table::new(pool.max_origins)),
+            expired: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            on_removed: OnceLock::new(),
         });
         let weak = Arc::downgrade(&upstream);
-        let every =
-            (pool.idle_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+        let every = (pool.idle_timeout.min(pool.origin_idle_ttl) / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(1));
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -116,15 +145,55 @@ impl Upstream {
         Ok(upstream)
     }
 
-    /// The pool of `origin`, created on first use.
-    pub fn pool(&self, origin: &Origin) -> Arc<Pool> {
-        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = pools.get(origin) {
-            return p.clone();
+    /// The pool of `origin`, created on first use (making room under
+    /// `--max-origins` if needed).
+    pub fn pool(&self, origin: &Origin) -> Result<Arc<Pool>, UpstreamError> {
+        let got = self.pools.lock().unwrap_or_else(|e| e.into_inner()).get(
+            origin,
+            tokio::time::Instant::now(),
+            || Pool::new(origin.clone(), self.shared.clone()),
+        );
+        match got {
+            Ok((pool, removed)) => {
+                self.evicted
+                    .fetch_add(removed.len() as u64, Ordering::Relaxed);
+                self.removed(removed);
+                Ok(pool)
+            }
+            Err(origins::Full) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                Err(UpstreamError::TooManyOrigins(
+                    self.shared.config.max_origins,
+                ))
+            }
         }
-        let p = Arc::new(Pool::new(origin.clone(), self.shared.clone()));
-        pools.insert(origin.clone(), p.clone());
-        p
+    }
+
+    /// Calls `hook` with each origin whose state is removed (set once).
+    pub fn on_removed(&self, hook: impl Fn(&Origin) + Send + Sync + 'static) {
+        let _ = self.on_removed.set(Box::new(hook));
+    }
+
+    /// The origin table's size and counters.
+    pub fn origin_counts(&self) -> OriginCounts {
+        let origins = self.pools.lock().unwrap_or_else(|e| e.into_inner()).len();
+        OriginCounts {
+            origins: origins as u64,
+            expired: self.expired.load(Ordering::Relaxed),
+            evicted: self.evicted.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Drops removed pools (closing their idle connections) and tells the hook.
+    fn removed(&self, removed: Removed<Pool>) {
+        for (origin, pool) in removed {
+            drop(pool);
+            tracing::debug!(%origin, "origin state removed");
+            if let Some(hook) = self.on_removed.get() {
+                hook(&origin);
+            }
+        }
     }
 
     /// Sends `req` (origin-form URI, final headers) to `origin`.
@@ -133,7 +202,7 @@ impl Upstream {
         origin: &Origin,
         req: Request<ProxyBody>,
     ) -> Result<(Response<UpstreamBody>, Timing), UpstreamError> {
-        self.pool(origin).send(req).await
+        self.pool(origin)?.send(req).await
     }
 
     /// Resolves `host:port` for a CONNECT tunnel, through the address guard.
@@ -155,7 +224,11 @@ impl Upstream {
     /// Opens a connection to each prewarm origin and keeps one warm.
     pub async fn prewarm(&self) {
         for origin in &self.shared.config.prewarm {
-            if let Err(err) = self.pool(origin).warm().await {
+            let warmed = match self.pool(origin) {
+                Ok(pool) => pool.warm().await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = warmed {
                 tracing::warn!(%origin, error = &err as &dyn std::error::Error, "prewarm failed");
             }
         }
@@ -167,23 +240,34 @@ impl Upstream {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .cloned()
-            .collect()
     }
 
+    /// Closes idle connections past their time, removes origins unused for
+    /// `--origin-idle-ttl` and rewarms prewarm origins gone cold.
     fn sweep(self: &Arc<Self>) {
-        let unused = Duration::from_secs(300).max(self.shared.config.idle_timeout);
-        let prewarm = &self.shared.config.prewarm;
-        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        pools.retain(|origin, pool| !pool.sweep(unused) || prewarm.contains(origin));
-        let cold: Vec<Arc<Pool>> = prewarm
-            .iter()
-            .filter_map(|o| pools.get(o))
-            .filter(|p| p.stats().open == 0)
-            .cloned()
-            .collect();
-        drop(pools);
-        for pool in cold {
+        let config = &self.shared.config;
+        // Pools are swept outside the table's lock; the snapshot must be
+        // gone before `expire`, which takes a second holder for "in use".
+        for pool in self.pools() {
+            pool.sweep(config.origin_idle_ttl);
+        }
+        let removed = self.pools.lock().unwrap_or_else(|e| e.into_inner()).expire(
+            tokio::time::Instant::now(),
+            config.origin_idle_ttl,
+            &config.prewarm,
+        );
+        self.expired
+            .fetch_add(removed.len() as u64, Ordering::Relaxed);
+        self.removed(removed);
+        let cold: Vec<Arc<Pool>> = {
+            let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+            config
+                .prewarm
+                .iter()
+                .filter_map(|o| pools.peek(o))
+                .collect()
+        };
+        for pool in cold.into_iter().filter(|p| p.stats().open == 0) {
             tokio::spawn(async move {
                 let _ = pool.warm().await;
             });

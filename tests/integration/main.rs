@@ -9,6 +9,9 @@ mod support;
 
 mod accesslog;
 mod bodies;
+mod bounded_log;
+mod bounded_origins;
+mod bounded_policy;
 mod dns_refresh;
 mod errors;
 mod failover;

@@ -152,7 +152,12 @@ async fn targets(source: Source) -> Targets {
     let mut t = Targets {
         hosts: Vec::new(),
         witnesses: Vec::new(),
-        args: vec!["--allow-host".into(), "*".into()],
+        args: vec![
+            "--allow-host".into(),
+            "*".into(),
+            "--allow-port".into(),
+            "*".into(),
+        ],
         _dns: dns,
     };
     for (i, class) in CLASSES.iter().enumerate() {
@@ -337,7 +342,7 @@ netns_test! {
         drop(proxy);
 
         let mut args = dns_args.to_vec();
-        args.extend(["--allow-host".to_owned(), "*".to_owned()]);
+        args.extend(["--allow-host".to_owned(), "*".to_owned(), "--allow-port".to_owned(), "*".to_owned()]);
         let proxy = Proxy::start(&args).await;
         let hosts = ["169.254.169.254.ccnproxy", "instance-data.test.ccnproxy", "metadata6.test.ccnproxy"];
         for host in hosts {
@@ -379,6 +384,8 @@ netns_test! {
         dns.set("mapped.test", &["::ffff:127.0.0.1"], 300);
         let args = [
             "--allow-host".to_owned(),
+            "*".to_owned(),
+            "--allow-port".to_owned(),
             "*".to_owned(),
             "--dns-server".to_owned(),
             dns.addr().to_string(),
@@ -438,6 +445,8 @@ netns_test! {
         let proxy = Proxy::start([
             "--allow-host",
             "*",
+            "--allow-port",
+            "*",
             "--dns-server",
             &dns.addr().to_string(),
             "--dns-min-ttl",
@@ -480,7 +489,7 @@ netns_test! {
         let private = Origin::plain_http1().bind("10.1.2.3").port(port).start().await;
         let dns = Dns::start().await;
         dns.set("mixed.test", &["52.216.1.1", "10.1.2.3"], 300);
-        let proxy = Proxy::start(["--allow-host", "*", "--dns-server", &dns.addr().to_string()]).await;
+        let proxy = Proxy::start(["--allow-host", "*", "--allow-port", "*", "--dns-server", &dns.addr().to_string()]).await;
         for _ in 0..4 {
             let resp = proxy.get(&format!("mixed.test.ccnproxy:{port}"), "/").await;
             assert_eq!(resp.status(), 403, "{}", resp.text());
@@ -498,7 +507,7 @@ netns_test! {
         let port = witness.addr().port();
         let dns = Dns::start().await;
         dns.set("inner.test", &["10.1.2.3"], 300);
-        let args = ["--allow-host".to_owned(), "*".to_owned(), "--dns-server".to_owned(), dns.addr().to_string()];
+        let args = ["--allow-host".to_owned(), "*".to_owned(), "--allow-port".to_owned(), "*".to_owned(), "--dns-server".to_owned(), dns.addr().to_string()];
         let proxy = Proxy::start(&args).await;
         for target in [format!("10.1.2.3:{port}"), format!("inner.test:{port}")] {
             let (status, text) = raw_status(&proxy, &connect(&target)).await;

@@ -409,6 +409,8 @@ pub fn args_for(origins: &[&Origin]) -> Vec<String> {
         Ca::trusted().pem_path().to_str().expect("UTF-8 path"),
         "--allow-host",
         "*",
+        "--allow-port",
+        "*",
         "--allow-cidr",
         "127.0.0.0/8",
     ]

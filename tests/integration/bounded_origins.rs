@@ -1,0 +1,264 @@
+//! Per-origin state is bounded: origins unused for `--origin-idle-ttl` are
+//! removed with their pool, DNS answer and metric series; `--max-origins`
+//! caps how many exist, removing the least recently used idle one, and
+//! refusing (503) when every origin is busy.
+//!
+//! RSS is read from `/proc/PID/status` (`VmRSS`) of the real binary.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::bounded_log::{Spawned, rss_kib};
+use crate::support::admin::Metrics;
+use crate::support::client::{self, Client};
+use crate::support::origin::{args_for, full};
+use crate::support::{Dns, Origin, TIMEOUT};
+
+/// Scrapes `/metrics` every 50 ms until `cond` holds, at most `limit`.
+async fn wait_metrics(
+    proxy: &Spawned,
+    what: &str,
+    limit: Duration,
+    cond: impl Fn(&Metrics) -> bool,
+) -> Metrics {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let m = proxy.metrics().await;
+        if cond(&m) {
+            return m;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for /metrics: {what}\n{}\n--- stderr ---\n{}",
+            m.text,
+            proxy.stderr()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn pools(m: &Metrics) -> f64 {
+    m.get("ccnproxy_pools", &[]).unwrap_or(-1.0)
+}
+
+/// Series of `name` whose origin label contains `needle`.
+fn series_with(m: &Metrics, name: &str, needle: &str) -> usize {
+    m.series(name)
+        .iter()
+        .filter(|(labels, _)| {
+            labels
+                .iter()
+                .any(|(k, v)| k == "origin" && v.contains(needle))
+        })
+        .count()
+}
+
+/// GET `http://NAME:PORT/` through the proxy for each name, over `clients`
+/// keep-alive connections; every answer must be 200.
+async fn get_each(proxy: &Spawned, names: Arc<Vec<String>>, port: u16, clients: usize) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..clients {
+        let (names, next, addr) = (names.clone(), next.clone(), proxy.addr);
+        set.spawn(async move {
+            let mut c = Client::connect(addr).await;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(name) = names.get(i) else { return };
+                let host = format!("{name}.ccnproxy:{port}");
+                let req = client::request("GET", &host, "/", &[], client::empty());
+                let resp = c.send(req).await.expect("request through the proxy");
+                // Under a loaded machine a lookup can time out (502); what
+                // is measured is the state each origin leaves behind.
+                assert!(
+                    matches!(resp.status().as_u16(), 200 | 502),
+                    "{host}: {} {}",
+                    resp.status(),
+                    resp.text()
+                );
+            }
+        });
+    }
+    while let Some(r) = set.join_next().await {
+        r.expect("client task");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_origins_expire_and_memory_comes_back() {
+    const N: usize = 5000;
+    let origin = Origin::plain_http1().reply(200, "ok").start().await;
+    let port = origin.addr().port();
+    let dns = Dns::start().await;
+    let names: Vec<String> = (0..N).map(|i| format!("b{i}.bucket.test")).collect();
+    let warm: Vec<String> = (0..N).map(|i| format!("w{i}.bucket.test")).collect();
+    for name in names.iter().chain(&warm) {
+        dns.set(name, &["127.0.0.1"], 300);
+    }
+    let mut args = args_for(&[]);
+    args.extend(
+        [
+            "--dns-server",
+            &dns.addr().to_string(),
+            "--access-log-dir",
+            "none",
+        ]
+        .map(String::from),
+    );
+    args.extend(["--origin-idle-ttl", "2s", "--idle-timeout", "1s"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let proxy = Spawned::start(&args).await;
+
+    // A first round of 5,000 other names comes and goes, so the baseline
+    // includes what the allocator keeps after a round (its high-water mark);
+    // the second round must then leave nothing behind.
+    get_each(&proxy, Arc::new(warm), port, 16).await;
+    wait_metrics(
+        &proxy,
+        "warm-up origins expire",
+        Duration::from_secs(30),
+        |m| pools(m) == 0.0,
+    )
+    .await;
+    let base = rss_kib(proxy.pid());
+
+    let started = tokio::time::Instant::now();
+    get_each(&proxy, Arc::new(names), port, 16).await;
+    let took = started.elapsed();
+    let m = proxy.metrics().await;
+    let at_peak = pools(&m);
+    let peak = rss_kib(proxy.pid());
+    // Request series: at most 1000 origins of their own, the rest `other`.
+    let own = series_with(&m, "ccnproxy_request_bytes_total", "bucket.test");
+    assert!(
+        own <= 1000,
+        "{own} origins with request series of their own"
+    );
+    assert!(series_with(&m, "ccnproxy_pool_requests_total", "bucket.test") <= 1000);
+
+    let m = wait_metrics(
+        &proxy,
+        "every origin expires",
+        Duration::from_secs(60),
+        |m| pools(m) == 0.0,
+    )
+    .await;
+    assert_eq!(
+        series_with(&m, "ccnproxy_request_bytes_total", "bucket.test"),
+        0,
+        "series of removed origins"
+    );
+    assert_eq!(series_with(&m, "ccnproxy_requests_total", "bucket.test"), 0);
+    assert_eq!(
+        series_with(&m, "ccnproxy_pool_open_connections", "bucket.test"),
+        0
+    );
+    let expired = m.get("ccnproxy_origins_expired_total", &[]).unwrap_or(0.0);
+    assert!(expired >= (2 * N) as f64, "expired counter {expired}");
+    origin.wait_all_closed().await;
+    let end = rss_kib(proxy.pid());
+    eprintln!(
+        "{N} origins in {took:?}: pools at peak {at_peak}, RSS base {base} KiB, peak {peak} KiB, after expiry {end} KiB"
+    );
+    // Near the start: per-origin state would add several MiB per 5,000
+    // origins (see the README); allow 4 MiB of allocator noise.
+    assert!(
+        end <= base + 4096,
+        "RSS after expiry {end} KiB, base {base} KiB, peak {peak} KiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_origins_with_every_origin_busy_gives_503_then_recovers() {
+    let (gate_tx, gate) = watch::channel(false);
+    let origin = Origin::plain_http1()
+        .handler(move |req| {
+            let mut gate = gate.clone();
+            async move {
+                if req.uri().path() == "/hold" {
+                    let _ = gate.wait_for(|open| *open).await;
+                }
+                http::Response::new(full("ok"))
+            }
+        })
+        .start()
+        .await;
+    let port = origin.addr().port();
+    let dns = Dns::start().await;
+    for name in ["a.test", "b.test", "c.test", "d.test"] {
+        dns.set(name, &["127.0.0.1"], 300);
+    }
+    let mut args = args_for(&[]);
+    args.extend(
+        [
+            "--dns-server",
+            &dns.addr().to_string(),
+            "--max-origins",
+            "3",
+        ]
+        .map(String::from),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let proxy = Spawned::start(&args).await;
+    let addr = proxy.addr;
+
+    let mut held = tokio::task::JoinSet::new();
+    for name in ["a.test", "b.test", "c.test"] {
+        held.spawn(async move {
+            let mut c = Client::connect(addr).await;
+            let host = format!("{name}.ccnproxy:{port}");
+            let req = client::request("GET", &host, "/hold", &[], client::empty());
+            c.send(req).await.expect("held request").status()
+        });
+    }
+    origin
+        .wait_for("three requests held at the origin", |o| {
+            o.inflight_now() == 3
+        })
+        .await;
+
+    let mut c = Client::connect(addr).await;
+    let host = format!("d.test.ccnproxy:{port}");
+    let resp = c
+        .send(client::request("GET", &host, "/", &[], client::empty()))
+        .await
+        .expect("d");
+    assert_eq!(resp.status(), 503, "{}", resp.text());
+    assert!(resp.text().contains("--max-origins"), "{:?}", resp.text());
+    assert!(
+        resp.header("retry-after").is_some(),
+        "503 without Retry-After"
+    );
+    let m = proxy.metrics().await;
+    assert_eq!(
+        m.get("ccnproxy_origins_refused_total", &[]),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(pools(&m), 3.0);
+
+    gate_tx.send_replace(true);
+    while let Some(status) = held.join_next().await {
+        assert_eq!(status.expect("held task"), 200);
+    }
+    // The held origins are idle now: the least recently used one makes room.
+    let resp = c
+        .send(client::request("GET", &host, "/", &[], client::empty()))
+        .await
+        .expect("d");
+    assert_eq!(resp.status(), 200, "{}", resp.text());
+    let m = proxy.metrics().await;
+    assert_eq!(
+        m.get("ccnproxy_origins_evicted_total", &[]),
+        Some(1.0),
+        "{}",
+        m.text
+    );
+    assert_eq!(pools(&m), 3.0);
+    assert_eq!(series_with(&m, "ccnproxy_pool_requests_total", "d.test"), 1);
+    let _ = TIMEOUT;
+}
