@@ -18,22 +18,28 @@ test: test-rust test-aws
 test-rust:
 	$(CARGO) test --all-targets
 
+# The AWS-client suite is part of `make test`: a missing or non-executable
+# runner is an error, not a skip.
 test-aws:
-	@if [ -x tests/aws/run.sh ]; then tests/aws/run.sh; else echo "tests/aws/run.sh not present; skipping AWS-client suite"; fi
+	@if [ ! -x tests/aws/run.sh ]; then echo "tests/aws/run.sh is missing or not executable" >&2; exit 1; fi
+	tests/aws/run.sh
 
 bench:
 	$(CARGO) bench
 
 # Each fuzz target for FUZZ_SECONDS (cargo-fuzz on the stable toolchain via
-# RUSTC_BOOTSTRAP; installs cargo-fuzz on first use).
+# RUSTC_BOOTSTRAP; installs cargo-fuzz on first use). `make test` replays
+# every corpus (tests/fuzz_corpus.rs) without cargo-fuzz.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS ?= route scope logformat
+FUZZ_TARGETS ?= route scope logformat chunked h2c_authority proxy_header
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	for t in $(FUZZ_TARGETS); do \
 	  RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
 	done
 
+# The quality gate `.ci/run` runs before the tests: formatting, clippy with
+# every warning an error (the `[lints]` table in Cargo.toml included).
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings

@@ -22,7 +22,12 @@ pub enum ProxyError {
     Route(#[from] RouteError),
     /// A path of the proxy itself that does not exist.
     #[error("no route for host {host:?} path {path:?}")]
-    NoRoute { host: String, path: String },
+    NoRoute {
+        /// `Host` as received.
+        host: String,
+        /// The path asked for.
+        path: String,
+    },
     /// Refused by policy (or a loop).
     #[error(transparent)]
     Policy(#[from] PolicyError),
@@ -35,7 +40,9 @@ pub enum ProxyError {
     /// CONNECT tunnel could not be set up.
     #[error("CONNECT to {target} failed")]
     Tunnel {
+        /// `host:port` and the address last tried.
         target: String,
+        /// Why the connection failed.
         #[source]
         source: std::io::Error,
     },

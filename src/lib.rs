@@ -28,6 +28,8 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod exchange;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod listener;
 pub mod metrics;
@@ -42,6 +44,7 @@ pub mod route;
 pub mod scope;
 pub mod shutdown;
 pub mod sign;
+mod sys;
 pub mod tunnel;
 pub mod upstream;
 
@@ -59,7 +62,9 @@ pub enum RunError {
     /// The listening socket.
     #[error("listening on {addr}")]
     Listen {
+        /// The address.
         addr: std::net::SocketAddr,
+        /// What failed.
         #[source]
         source: std::io::Error,
     },
@@ -78,7 +83,9 @@ pub enum RunError {
     /// The pid file.
     #[error("writing pid file {path}")]
     PidFile {
+        /// The pid file.
         path: String,
+        /// What failed.
         #[source]
         source: std::io::Error,
     },

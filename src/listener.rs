@@ -3,7 +3,6 @@
 //! zero-downtime restarts; the accept loop with its connection limit; drain.
 
 use std::net::SocketAddr;
-use std::os::fd::FromRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,9 +39,7 @@ fn inherited() -> std::io::Result<Option<std::net::TcpListener>> {
     if let Ok(spec) = std::env::var("SERVER_STARTER_PORT") {
         let first = spec.split(';').next().unwrap_or_default();
         if let Some(fd) = first.rsplit('=').next().and_then(|f| f.parse::<i32>().ok()) {
-            // SAFETY: Server::Starter hands us this descriptor as a listening
-            // socket that no one else in this process owns.
-            return Ok(Some(unsafe { std::net::TcpListener::from_raw_fd(fd) }));
+            return Ok(Some(crate::sys::inherited_listener(fd)));
         }
     }
     Ok(None)

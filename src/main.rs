@@ -66,14 +66,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!(
-                "ccnproxy: {}",
-                anyhow::Error::from(e)
-                    .chain()
-                    .map(|c| c.to_string())
-                    .collect::<Vec<_>>()
-                    .join(": ")
-            );
+            eprintln!("ccnproxy: {}", ccnproxy::error::one_line(&e));
             ExitCode::from(2)
         }
     }

@@ -20,7 +20,12 @@ pub enum PolicyError {
     HostDenied(String),
     /// The origin resolved to a non-public address.
     #[error("{host:?} resolves to non-public address {addr}; add --allow-cidr to reach it")]
-    AddressRefused { host: String, addr: IpAddr },
+    AddressRefused {
+        /// The name that resolved to it.
+        host: String,
+        /// The refused address.
+        addr: IpAddr,
+    },
     /// The request already went through a ccnproxy.
     #[error("request already passed through ccnproxy (X-Chocon-Ver present): loop")]
     Loop,

@@ -31,9 +31,19 @@ pub enum Mode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// Proxy it to an origin.
-    Proxy { origin: Origin, mode: Mode },
+    Proxy {
+        /// The origin to send it to.
+        origin: Origin,
+        /// How it was addressed (decides `Host`).
+        mode: Mode,
+    },
     /// `CONNECT host:port`: tunnel bytes.
-    Connect { host: String, port: u16 },
+    Connect {
+        /// Target host (validated, lowercase).
+        host: String,
+        /// Target port.
+        port: u16,
+    },
     /// The proxy's own endpoints (`/healthz`, `/metrics`, …).
     Admin,
 }
@@ -55,7 +65,12 @@ pub enum RouteError {
     BadTarget(String),
     /// Absolute-form authority and Host header disagree.
     #[error("Host {host:?} does not match request target authority {authority:?}")]
-    HostMismatch { host: String, authority: String },
+    HostMismatch {
+        /// Target host (validated, lowercase).
+        host: String,
+        /// The absolute-form target's authority.
+        authority: String,
+    },
     /// A configured URL is not `http(s)://host[:port]`.
     #[error("invalid origin URL {0:?} (want http://host[:port] or https://host[:port])")]
     BadUrl(String),

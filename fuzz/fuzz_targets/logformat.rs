@@ -4,10 +4,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use ccnproxy::accesslog::format::Format;
-
-fuzz_target!(|data: &[u8]| {
-    if let Ok(text) = std::str::from_utf8(data) {
-        let _ = Format::compile(text);
-    }
-});
+fuzz_target!(|data: &[u8]| ccnproxy::fuzzing::logformat(data));

@@ -6,22 +6,4 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use ccnproxy::identity::proxy_protocol::{Opening, opening, parse};
-
-fuzz_target!(|data: &[u8]| {
-    let _ = opening(data);
-    let Ok(Some((header, len))) = parse(data) else {
-        return;
-    };
-    assert!(len <= data.len(), "header of {len} bytes in {} bytes", data.len());
-    assert_ne!(opening(data), Opening::Other);
-    assert_eq!(parse(&data[..len]), Ok(Some((header, len))));
-    for cut in [0, len / 2, len.saturating_sub(1)] {
-        if cut < len {
-            assert_eq!(parse(&data[..cut]), Ok(None), "prefix of {cut} bytes");
-        }
-    }
-    if let Some(vpce) = header.vpce {
-        assert!(vpce.as_str().bytes().all(|b| b.is_ascii_graphic()));
-    }
-});
+fuzz_target!(|data: &[u8]| ccnproxy::fuzzing::proxy_header(data));

@@ -19,29 +19,60 @@ pub enum FormatError {
     UnknownPreset(String),
     /// `%` followed by a letter that is no directive.
     #[error("unknown directive %{directive} at byte {pos}")]
-    UnknownDirective { pos: usize, directive: char },
+    UnknownDirective {
+        /// Byte offset of the `%` that starts the directive.
+        pos: usize,
+        /// The directive letter.
+        directive: char,
+    },
     /// The string ends inside a directive (`%` or `%{…` at the end).
     #[error("unfinished directive at byte {pos}")]
-    Unfinished { pos: usize },
+    Unfinished {
+        /// Byte offset of the `%` that starts the directive.
+        pos: usize,
+    },
     /// `%{NAME}x` with a name ccnproxy does not know.
     #[error("unknown field %{{{name}}}x at byte {pos}")]
-    UnknownField { pos: usize, name: String },
+    UnknownField {
+        /// Byte offset of the `%` that starts the directive.
+        pos: usize,
+        /// The name as written.
+        name: String,
+    },
     /// `%{NAME}i` / `%{NAME}o` with a name that is no header name.
     #[error("invalid header name {name:?} at byte {pos}")]
-    HeaderName { pos: usize, name: String },
+    HeaderName {
+        /// Byte offset of the `%` that starts the directive.
+        pos: usize,
+        /// The name as written.
+        name: String,
+    },
     /// `%{…}t` with an invalid strftime pattern.
     #[error("invalid time format {spec:?} at byte {pos}")]
-    TimeFormat { pos: usize, spec: String },
+    TimeFormat {
+        /// Byte offset of the `%` that starts the directive.
+        pos: usize,
+        /// The time argument as written.
+        spec: String,
+    },
     /// A `{…}` argument the directive does not take.
     #[error("%{directive} at byte {pos} does not take {{{arg}}}")]
     Argument {
+        /// Byte offset of the `%` that starts the directive.
         pos: usize,
+        /// The directive letter.
         directive: char,
+        /// The argument as written.
         arg: String,
     },
     /// `%i`, `%o`, `%e` or `%x` without its `{NAME}`.
     #[error("%{directive} at byte {pos} needs a {{NAME}}")]
-    MissingArgument { pos: usize, directive: char },
+    MissingArgument {
+        /// Byte offset of the `%` that starts the directive.
+        pos: usize,
+        /// The directive letter.
+        directive: char,
+    },
 }
 
 /// Parses a `mod_log_config` string.

@@ -256,9 +256,13 @@ async fn sigusr1_reopens_the_file() {
     .expect("start");
     let current = std::fs::canonicalize(tmp.path().join("current")).expect("current");
     std::fs::rename(&current, tmp.path().join("moved")).expect("rename");
-    // SAFETY: `start` installed tokio's SIGUSR1 handler above, so the
-    // signal is caught, not fatal.
-    assert_eq!(unsafe { libc::kill(libc::getpid(), libc::SIGUSR1) }, 0);
+    // `start` installed tokio's SIGUSR1 handler above, so the signal is
+    // caught, not fatal.
+    let sent = std::process::Command::new("kill")
+        .args(["-USR1", &std::process::id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
     // The reopen creates the file again at once; wait for that event.
     tokio::time::timeout(Duration::from_secs(10), async {
         while !current.exists() {

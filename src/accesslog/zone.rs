@@ -1,5 +1,5 @@
 //! The time zone access-log times and file names are written in: the
-//! process's local zone (as `localtime_r` sees it: `TZ`, `/etc/localtime`), or
+//! process's local zone (`TZ`, `/etc/localtime`, read by jiff), or
 //! a fixed one for tests. This is the only outside input the formats read.
 
 use std::fmt;
@@ -106,28 +106,20 @@ impl fmt::Display for ZoneName {
     }
 }
 
-/// `localtime_r` at `unix_secs`: seconds east of UTC and the abbreviation.
+/// The process's zone at `unix_secs` (`TZ`, IANA name or POSIX rule, else
+/// `/etc/localtime`; UTC when neither is usable): seconds east of UTC and
+/// the abbreviation. jiff caches the system zone and looks again every few
+/// minutes.
 fn local(unix_secs: i64) -> (i32, Abbrev) {
-    let t = unix_secs as libc::time_t;
-    let mut tm = std::mem::MaybeUninit::<libc::tm>::zeroed();
-    // SAFETY: `localtime_r` reads `t` and writes only into `tm`, both live for
-    // the call; it is the thread-safe variant.
-    let filled = unsafe { !libc::localtime_r(&t, tm.as_mut_ptr()).is_null() };
-    if !filled {
+    let Ok(at) = jiff::Timestamp::from_second(unix_secs) else {
         return (0, Abbrev::new(b"UTC"));
-    }
-    // SAFETY: `localtime_r` succeeded, so `tm` is initialised (it was zeroed
-    // before, so every field is valid either way).
-    let tm = unsafe { tm.assume_init() };
-    let name = if tm.tm_zone.is_null() {
-        Abbrev::new(b"")
-    } else {
-        // SAFETY: a non-null `tm_zone` points at a NUL-terminated string in
-        // libc's static time-zone storage, valid until the next tzset; it is
-        // copied out at once.
-        Abbrev::new(unsafe { std::ffi::CStr::from_ptr(tm.tm_zone) }.to_bytes())
     };
-    (tm.tm_gmtoff as i32, name)
+    let zone = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
+    let info = zone.to_offset_info(at);
+    (
+        info.offset().seconds(),
+        Abbrev::new(info.abbreviation().as_bytes()),
+    )
 }
 
 #[cfg(test)]
@@ -141,17 +133,43 @@ mod tests {
         assert_eq!(Zone::utc().offset_at(1_700_000_000), 0);
     }
 
+    /// The zone of the child process `local_zone_is_the_processes` starts.
+    const CHILD_TZ: &str = "JST-9";
+
+    /// Runs in a child with `TZ=JST-9` (a POSIX rule: no tz database needed);
+    /// elsewhere it has nothing to check.
     #[test]
-    fn local_zone_agrees_with_chrono() {
-        use chrono::TimeZone;
+    fn local_zone_in_child() {
+        if std::env::var("TZ").as_deref() != Ok(CHILD_TZ) {
+            return;
+        }
         let secs = 1_704_164_645;
-        let chrono = chrono::Local
-            .timestamp_opt(secs, 0)
-            .single()
-            .expect("a plain instant");
-        assert_eq!(
-            Zone::Local.offset_at(secs),
-            chrono.offset().local_minus_utc()
+        let at = Zone::Local.at(secs);
+        assert_eq!(Zone::Local.offset_at(secs), 9 * 3600);
+        assert_eq!(at.offset().local_minus_utc(), 9 * 3600);
+        assert_eq!(at.to_string(), "JST");
+        println!("checked {CHILD_TZ}");
+    }
+
+    /// `Zone::Local` follows the process's `TZ`: the test binary runs
+    /// `local_zone_in_child` again in a child process with `TZ` set.
+    #[test]
+    fn local_zone_is_the_processes() {
+        let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", "accesslog::zone::tests::local_zone_in_child"])
+            .args(["--nocapture", "--test-threads=1"])
+            .env("TZ", CHILD_TZ)
+            .output()
+            .expect("the test binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains("checked JST-9"),
+            "the child checked the zone: {stdout}"
         );
     }
 }

@@ -251,7 +251,12 @@ pub enum ConfigError {
     Clap(#[from] clap::Error),
     /// The `--config` file could not be read or parsed.
     #[error("config file {path}: {reason}")]
-    File { path: String, reason: String },
+    File {
+        /// The `--config` file.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A value parsed but makes no sense.
     #[error("{0}")]
     Invalid(String),

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 pub const OTHER: &str = "other";
 
 /// Series per label value, at most `max` of them plus `other`.
-pub struct Capped<T> {
+pub(crate) struct Capped<T> {
     max: usize,
     map: RwLock<HashMap<Arc<str>, Arc<T>>>,
     other: OnceLock<Arc<T>>,
@@ -18,7 +18,7 @@ pub struct Capped<T> {
 
 impl<T> Capped<T> {
     /// Tracks at most `max` distinct values (0: everything is `other`).
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Capped {
             max,
             map: RwLock::new(HashMap::new()),
@@ -29,7 +29,7 @@ impl<T> Capped<T> {
     /// The series of `key`, made by `make` on first sight (or `other`'s,
     /// made once, when the cap is reached). `make` runs under the write lock,
     /// at most once per key.
-    pub fn get(&self, key: &str, make: impl FnOnce(Arc<str>) -> T) -> Arc<T> {
+    pub(crate) fn get(&self, key: &str, make: impl FnOnce(Arc<str>) -> T) -> Arc<T> {
         if let Some(found) = self.map.read().unwrap_or_else(|e| e.into_inner()).get(key) {
             return found.clone();
         }

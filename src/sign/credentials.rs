@@ -88,9 +88,16 @@ impl CredentialsCache {
         }
     }
 
-    /// The standard aws-config chain, cached.
+    /// The standard aws-config chain, cached. Its HTTPS client (IMDS, ECS,
+    /// STS, SSO) uses ring like the rest of the proxy: one crypto backend.
     pub async fn default_chain() -> Self {
+        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+        let https = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::Ring))
+            .build_https();
+        let config = aws_config::provider_config::ProviderConfig::default().with_http_client(https);
         let chain = aws_config::default_provider::credentials::DefaultCredentialsChain::builder()
+            .configure(config)
             .build()
             .await;
         Self::new(SharedCredentialsProvider::new(chain))

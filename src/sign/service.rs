@@ -259,7 +259,7 @@ fn is_s3_label(label: &str) -> bool {
 
 /// True for region names: `us-east-1`, `us-gov-west-1`, `cn-north-1`,
 /// `us-isob-east-1`, `eusc-de-east-1`, `ap-southeast-5`.
-pub fn is_region(label: &str) -> bool {
+pub(crate) fn is_region(label: &str) -> bool {
     let parts: Vec<&str> = label.split('-').collect();
     let [first, middle @ .., last] = parts.as_slice() else {
         return false;

@@ -26,35 +26,47 @@ pub enum ConnectError {
     /// TCP connect failed (refused, unreachable, …).
     #[error("connecting to {addr}")]
     Tcp {
+        /// The address tried.
         addr: SocketAddr,
+        /// What failed.
         #[source]
         source: std::io::Error,
     },
     /// TCP connect plus TLS took longer than `--connect-timeout`.
     #[error("connecting to {addr} timed out after {after:?}")]
-    TimedOut { addr: SocketAddr, after: Duration },
+    TimedOut {
+        /// The address tried.
+        addr: SocketAddr,
+        /// The connect timeout.
+        after: Duration,
+    },
     /// The host is not a valid TLS server name.
     #[error("{0:?} is not a valid TLS server name")]
     ServerName(String),
     /// TLS handshake failed (untrusted certificate, wrong name, …).
     #[error("TLS handshake with {host} at {addr}")]
     Tls {
+        /// The name the certificate was checked against.
         host: String,
+        /// The address tried.
         addr: SocketAddr,
+        /// What failed.
         #[source]
         source: std::io::Error,
     },
     /// HTTP handshake failed.
     #[error("HTTP handshake with {addr}")]
     Handshake {
+        /// The address tried.
         addr: SocketAddr,
+        /// What failed.
         #[source]
         source: hyper::Error,
     },
 }
 
 /// The sending half of a connection.
-pub enum Sender {
+pub(crate) enum Sender {
     /// HTTP/1.1: one request at a time.
     H1(http1::SendRequest<ProxyBody>),
     /// HTTP/2: clonable, many streams.
@@ -62,7 +74,7 @@ pub enum Sender {
 }
 
 /// A freshly opened connection.
-pub struct Opened {
+pub(crate) struct Opened {
     /// How to send requests on it.
     pub sender: Sender,
     /// TCP connect time.

@@ -20,7 +20,9 @@ pub enum DnsError {
     /// The resolver answered with an error (NXDOMAIN, timeout, …).
     #[error("looking up {host}")]
     Lookup {
+        /// The name looked up.
         host: String,
+        /// The resolver's error.
         #[source]
         source: hickory_resolver::net::NetError,
     },

@@ -14,7 +14,9 @@ pub enum TlsSetupError {
     /// `--ca-file` unreadable.
     #[error("reading --ca-file {path}")]
     CaFile {
+        /// The file.
         path: String,
+        /// What failed.
         #[source]
         source: std::io::Error,
     },
