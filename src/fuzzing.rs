@@ -15,8 +15,8 @@ use http_body::Frame;
 use http_body_util::{BodyExt, StreamBody};
 
 use crate::accesslog::format::Format;
-use crate::identity::proxy_protocol::{Opening, opening, parse};
 use crate::config::{AWS_PATTERNS, RouteConfig};
+use crate::identity::proxy_protocol::{Opening, opening, parse};
 use crate::origin::{Origin, validate_host};
 use crate::pattern::HostPattern;
 use crate::proxy::phase;
@@ -182,7 +182,11 @@ pub fn proxy_header(data: &[u8]) {
     let Ok(Some((header, len))) = parse(data) else {
         return;
     };
-    assert!(len <= data.len(), "header of {len} bytes in {} bytes", data.len());
+    assert!(
+        len <= data.len(),
+        "header of {len} bytes in {} bytes",
+        data.len()
+    );
     assert_ne!(opening(data), Opening::Other);
     assert_eq!(parse(&data[..len]), Ok(Some((header, len))));
     for cut in [0, len / 2, len.saturating_sub(1)] {
