@@ -3,6 +3,7 @@
 //! a fixed one for tests. This is the only outside input the formats read.
 
 use std::fmt;
+use std::sync::LazyLock;
 
 use chrono::{FixedOffset, Offset};
 
@@ -106,16 +107,19 @@ impl fmt::Display for ZoneName {
     }
 }
 
-/// The process's zone at `unix_secs` (`TZ`, IANA name or POSIX rule, else
-/// `/etc/localtime`; UTC when neither is usable): seconds east of UTC and
-/// the abbreviation. jiff caches the system zone and looks again every few
-/// minutes.
+/// The process's zone, read once: `TZ` (IANA name or POSIX rule), else
+/// `/etc/localtime`; UTC when neither is usable. Its rules cover every
+/// offset change (DST), so reading it once is enough.
+static LOCAL: LazyLock<jiff::tz::TimeZone> =
+    LazyLock::new(|| jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC));
+
+/// The process's zone at `unix_secs`: seconds east of UTC and the
+/// abbreviation.
 fn local(unix_secs: i64) -> (i32, Abbrev) {
     let Ok(at) = jiff::Timestamp::from_second(unix_secs) else {
         return (0, Abbrev::new(b"UTC"));
     };
-    let zone = jiff::tz::TimeZone::try_system().unwrap_or(jiff::tz::TimeZone::UTC);
-    let info = zone.to_offset_info(at);
+    let info = LOCAL.to_offset_info(at);
     (
         info.offset().seconds(),
         Abbrev::new(info.abbreviation().as_bytes()),

@@ -98,7 +98,7 @@ pub struct ConnSettings {
 
 /// The TCP connect to `addr`, given up at `deadline` (reported as
 /// `budget`, the whole connect's time limit).
-pub async fn connect_tcp(
+pub(crate) async fn connect_tcp(
     addr: SocketAddr,
     deadline: Instant,
     budget: Duration,
@@ -117,7 +117,7 @@ pub async fn connect_tcp(
 
 /// TLS and HTTP handshakes over a connected `tcp` (`connect`: how long the
 /// TCP connect took), given up at `deadline`.
-pub async fn handshake(
+pub(crate) async fn handshake(
     origin: &Origin,
     addr: SocketAddr,
     tcp: TcpStream,

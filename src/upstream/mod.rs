@@ -43,7 +43,9 @@ pub enum UpstreamError {
     /// Every address tried failed (one connect attempt each).
     #[error("no connection to any of {addrs} addresses tried; the last failure")]
     Unreachable {
+        /// How many addresses were tried.
         addrs: usize,
+        /// The last address's failure.
         #[source]
         source: ConnectError,
     },
