@@ -9,6 +9,9 @@
 //! Rows: all healthy; one blackholed with the defaults (race after 250 ms,
 //! eject for 5 s); one blackholed with `--eject-backoff 0` (racing alone,
 //! no ejection). `BENCH_QUICK=1` runs fewer rounds and requests.
+// One crate of bench support: `pub` in its modules means shared between
+// its files, so the library's `unreachable_pub` rule does not apply.
+#![allow(unreachable_pub)]
 
 #[allow(dead_code)]
 mod support;
