@@ -8,6 +8,10 @@
 //! Read from the text: `crate::…` and `super::…` paths (in `use` trees and
 //! inline), resolved to the deepest module that has a file. A path to an
 //! item of a module resolves to that module's file.
+//!
+//! And no file in `src/` is longer than [`MAX_LINES`]. Test modules in files
+//! of their own (`tests.rs`, `*_tests.rs`) count too: a test file that
+//! grows past the limit splits by what it tests, as the code does.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -15,6 +19,41 @@ use std::path::{Path, PathBuf};
 
 /// A module path (`["accesslog", "format"]`), the crate root being `[]`.
 type ModPath = Vec<String>;
+
+/// The longest a source file in `src/` may be, in lines.
+const MAX_LINES: usize = 600;
+
+#[test]
+fn no_file_in_src_is_longer_than_the_limit() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let files = rust_files(&root);
+    assert!(files.len() > 20, "found the source files: {}", files.len());
+    let mut long: Vec<(usize, String)> = files
+        .iter()
+        .map(|f| {
+            let lines = fs::read_to_string(f)
+                .expect("readable source")
+                .lines()
+                .count();
+            let name = f
+                .strip_prefix(&root)
+                .expect("under src")
+                .display()
+                .to_string();
+            (lines, name)
+        })
+        .filter(|(lines, _)| *lines > MAX_LINES)
+        .collect();
+    long.sort();
+    assert!(
+        long.is_empty(),
+        "files in src/ longer than {MAX_LINES} lines (split them by concern):\n{}",
+        long.iter()
+            .map(|(lines, name)| format!("{name}: {lines}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
 
 #[test]
 fn no_two_files_in_src_import_each_other() {
@@ -83,32 +122,38 @@ fn name(m: &ModPath) -> String {
 /// its own).
 fn modules(root: &Path) -> BTreeMap<ModPath, PathBuf> {
     let mut out = BTreeMap::new();
+    for path in rust_files(root) {
+        let rel = path.strip_prefix(root).expect("under src");
+        let mut parts: Vec<String> = rel
+            .with_extension("")
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        match parts.last().map(String::as_str) {
+            Some("main") if parts.len() == 1 => continue,
+            Some("lib") if parts.len() == 1 => parts.clear(),
+            Some("mod") => {
+                parts.pop();
+            }
+            _ => {}
+        }
+        out.insert(parts, path);
+    }
+    out
+}
+
+/// Every `.rs` file under `root`, at any depth.
+fn rust_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in fs::read_dir(&dir).expect("readable src dir") {
             let path = entry.expect("dir entry").path();
             if path.is_dir() {
                 stack.push(path);
-                continue;
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
             }
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let rel = path.strip_prefix(root).expect("under src");
-            let mut parts: Vec<String> = rel
-                .with_extension("")
-                .components()
-                .map(|c| c.as_os_str().to_string_lossy().into_owned())
-                .collect();
-            match parts.last().map(String::as_str) {
-                Some("main") if parts.len() == 1 => continue,
-                Some("lib") if parts.len() == 1 => parts.clear(),
-                Some("mod") => {
-                    parts.pop();
-                }
-                _ => {}
-            }
-            out.insert(parts, path);
         }
     }
     out

@@ -1,4 +1,4 @@
-//! `Config`: the parsed, typed settings of every component. `cli.rs` builds
+//! `Config`: the parsed, typed settings of every component. `cli` builds
 //! it from flags, `--config` TOML and `CCNPROXY_*` variables; every default
 //! lives here. Each component's constructor takes only its own `*Config`.
 
