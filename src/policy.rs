@@ -26,14 +26,22 @@ pub enum PolicyError {
         "host {host:?} is an EC2 instance or load-balancer name, not an AWS API; \
          add --allow-host {pattern} to reach it"
     )]
-    CustomerHost { host: String, pattern: String },
+    CustomerHost {
+        /// The name asked for.
+        host: String,
+        /// The `--allow-host` pattern that would admit it.
+        pattern: String,
+    },
     /// The target port is not among the allowed ones.
     #[error(
         "port {port} is not allowed for {kind} (allowed: {allowed}); add --allow-port {port} to reach it"
     )]
     PortNotAllowed {
+        /// The port asked for.
         port: u16,
+        /// What kind of request (`CONNECT` or a forwarded request).
         kind: &'static str,
+        /// The ports allowed for that kind, as a list to show.
         allowed: String,
     },
     /// The origin resolved to a non-public address.

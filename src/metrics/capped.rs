@@ -54,7 +54,7 @@ impl<T> Capped<T> {
 
 impl<T> Capped<T> {
     /// Forgets `key`, freeing its place for another value.
-    pub fn remove(&self, key: &str) -> Option<Arc<T>> {
+    pub(crate) fn remove(&self, key: &str) -> Option<Arc<T>> {
         self.map
             .write()
             .unwrap_or_else(|e| e.into_inner())
