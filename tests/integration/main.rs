@@ -29,5 +29,6 @@ mod observability;
 mod operator;
 mod pool;
 mod pool_basic;
+mod readme;
 mod routing;
 mod shutdown;
