@@ -86,6 +86,11 @@ pub fn upstream(e: &UpstreamError) -> String {
         UpstreamError::Request(e) => {
             format!("the request to the origin failed: {}", hyper_plain(e))
         }
+        UpstreamError::GoingAway(e) => format!(
+            "the origin closed its HTTP/2 connection (GOAWAY) as the request was sent, \
+             which may have been processed, so it was not sent again: {}",
+            hyper_plain(e)
+        ),
         UpstreamError::TooManyOrigins(_) => e.to_string(),
     }
 }

@@ -1,7 +1,8 @@
 //! HTTP/2 origins that recycle their connections (GOAWAY after a few
 //! streams, as nginx's `keepalive_requests` and AWS front ends do): under
-//! concurrent load no client sees an error, no request reaches the origin
-//! twice, and the retries are counted and logged.
+//! concurrent load no request reaches the origin twice, no client sees an
+//! error for a request the origin refused, and the retries are counted and
+//! logged.
 
 use std::collections::HashMap;
 
@@ -13,8 +14,13 @@ use crate::support::{Origin, Proxy};
 
 const HOST: &str = "example.test.ccnproxy-https";
 const ORIGIN: &str = "https://example.test:443";
+// About 40 connections, each closed by GOAWAY after 8 streams: the race in
+// which hyper reports a GOAWAY on a stream it had just opened (which the
+// origin may then process) shows up in a few runs out of 30.
 const CLIENTS: usize = 16;
 const PER_CLIENT: usize = 20;
+/// The 502 for a request that may have been processed (see below).
+const MAY_HAVE_RUN: &str = "may have been processed, so it was not sent again";
 
 /// `CLIENTS` keep-alive clients, `PER_CLIENT` GETs each, every request
 /// with its own `X-Chocon-Id`; returns the statuses that were not 200.
@@ -54,12 +60,6 @@ async fn goaway_every_few_streams_gives_clients_no_error_and_no_duplicate() {
     let origin = Origin::tls_h2().goaway_after(8).start().await;
     let proxy = Proxy::start(origin.proxy_args_with(&METRICS_LISTEN)).await;
     let bad = load(&proxy).await;
-    assert!(
-        bad.is_empty(),
-        "{} requests failed: {:#?}",
-        bad.len(),
-        &bad[..bad.len().min(10)]
-    );
 
     let total = CLIENTS * PER_CLIENT;
     let mut seen: HashMap<String, usize> = HashMap::new();
@@ -71,7 +71,33 @@ async fn goaway_every_few_streams_gives_clients_no_error_and_no_duplicate() {
     }
     let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "processed more than once: {twice:?}");
-    assert_eq!(seen.len(), total, "every request reaches the origin");
+    // hyper's HTTP/2 client may report the connection's GOAWAY for a stream
+    // it opened just before learning of it, and that stream may have been
+    // processed (the origin's graceful shutdown still accepts streams until
+    // its second GOAWAY). Such a request must not be sent again: a rare 502
+    // that says so is the price. Every other failure is a bug.
+    let unexplained: Vec<_> = bad.iter().filter(|b| !b.contains(MAY_HAVE_RUN)).collect();
+    assert!(
+        unexplained.is_empty(),
+        "{} requests failed: {:#?}",
+        unexplained.len(),
+        &unexplained[..unexplained.len().min(10)]
+    );
+    assert!(
+        bad.len() <= total / 100,
+        "a rare race, not a rule: {} of {total} requests: {bad:#?}",
+        bad.len()
+    );
+    let answered = (0..CLIENTS)
+        .flat_map(|c| (0..PER_CLIENT).map(move |i| format!("c{c}-r{i}")))
+        .filter(|id| !bad.iter().any(|b| b.starts_with(&format!("{id}:"))));
+    for id in answered {
+        assert_eq!(
+            seen.get(&id),
+            Some(&1),
+            "{id} answered 200 reached the origin once"
+        );
+    }
     assert!(
         origin.accepted() >= total / 8 / 4,
         "precondition: the origin recycled its connections ({} accepted)",
@@ -80,15 +106,15 @@ async fn goaway_every_few_streams_gives_clients_no_error_and_no_duplicate() {
 
     // Every retry is counted, and the access log says which requests had one.
     let logs = proxy.logs_until(total).await;
-    let logged: u64 = logs
-        .iter()
-        .map(|l| l["retries"].as_u64().expect("retries field"))
-        .sum();
+    // (A failed request's line carries no upstream timing, retries included.)
+    let logged: u64 = logs.iter().filter_map(|l| l["retries"].as_u64()).sum();
     let m = proxy.metrics().await;
-    assert_eq!(
-        m.pool_value("ccnproxy_pool_retries_total", ORIGIN),
-        logged as f64
-    );
+    let counted = m.pool_value("ccnproxy_pool_retries_total", ORIGIN);
+    if bad.is_empty() {
+        assert_eq!(counted, logged as f64);
+    } else {
+        assert!(counted >= logged as f64, "{counted} < {logged}");
+    }
     assert!(
         logs.iter().all(|l| l["retries"].as_u64() <= Some(2)),
         "retries are bounded"
@@ -98,14 +124,34 @@ async fn goaway_every_few_streams_gives_clients_no_error_and_no_duplicate() {
 #[tokio::test]
 async fn streams_in_flight_at_goaway_finish_on_their_connection() {
     // Every stream of a connection below its GOAWAY completes there: with
-    // GOAWAY after each request, each connection serves at least one, and
-    // the first request of each was never retried elsewhere.
+    // GOAWAY after each request, each connection serves one, and the first
+    // request of each was never retried elsewhere.
     let origin = Origin::tls_h2().goaway_after(1).start().await;
     let proxy = Proxy::start(origin.proxy_args()).await;
+    let mut may_have_run = 0;
     for i in 0..20 {
         let resp = proxy.get(HOST, &format!("/{i}")).await;
+        if resp.status() == 502 && resp.text().contains(MAY_HAVE_RUN) {
+            // The race of the test above: the next request met the GOAWAY
+            // of the previous one's connection as hyper opened its stream.
+            may_have_run += 1;
+            continue;
+        }
         assert_eq!(resp.status(), 200, "{}", resp.text());
     }
-    assert_eq!(origin.requests(), 20, "no request was processed twice");
-    assert_eq!(origin.accepted(), 20, "one connection per request");
+    assert!(may_have_run <= 3, "a rare race: {may_have_run} of 20");
+    let mut paths: Vec<_> = origin
+        .requests_seen()
+        .iter()
+        .map(|r| r.uri.to_string())
+        .collect();
+    let processed = paths.len();
+    paths.sort();
+    paths.dedup();
+    assert_eq!(paths.len(), processed, "no request was processed twice");
+    assert!(
+        processed >= 20 - may_have_run,
+        "every answered request reached the origin"
+    );
+    assert_eq!(origin.accepted(), processed, "one connection per request");
 }

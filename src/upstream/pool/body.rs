@@ -1,10 +1,12 @@
 //! The bodies the pool wraps: [`DoneSignal`] around a request body (says when
-//! it has been sent, which starts the response timeout) and [`UpstreamBody`]
+//! it has been sent, which starts the response timeout, and whether hyper
+//! opened a stream for it) and [`UpstreamBody`]
 //! around a response body (gives the connection or stream back to the pool
 //! when it ends or is dropped). Also the lease a request holds, [`Held`].
 
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -77,11 +79,24 @@ pub(super) async fn with_response_timeout<F: Future<Output = TryResult>>(
 }
 
 pin_project_lite::pin_project! {
-    /// The request body on its way upstream; says when it has ended.
+    /// The request body on its way upstream; says when it has ended, and
+    /// whether hyper ever polled it.
+    ///
+    /// hyper's HTTP/2 client polls a body only from the task it starts once
+    /// the stream exists, and reports that stream's errors from there; an
+    /// error it returns for a body it never polled may instead be the
+    /// connection's error, given to a stream that was opened (and possibly
+    /// processed) just before the connection learnt of a GOAWAY. So only a
+    /// polled body proves that a GOAWAY error is the stream's own (its id
+    /// was above the GOAWAY's last stream id). For an empty body to be
+    /// polled, an HTTP/2 request hides its end: the END_STREAM flag then
+    /// travels on an empty DATA frame instead of the HEADERS frame.
     pub struct DoneSignal {
         #[pin]
         inner: ProxyBody,
         done: Option<tokio::sync::oneshot::Sender<()>>,
+        // Until the first poll: the flag to set then.
+        polled: Option<Arc<AtomicBool>>,
     }
 }
 
@@ -90,11 +105,20 @@ impl DoneSignal {
         let mut this = DoneSignal {
             inner,
             done: Some(done),
+            polled: None,
         };
         if this.inner.is_end_stream() {
             this.fire();
         }
         this
+    }
+
+    /// Records in `polled` the first poll of the body, and until then hides
+    /// the end of an empty body so that it is polled (HTTP/2 only: HTTP/1.1
+    /// would frame a body that does not say it is empty).
+    pub(super) fn watched(mut self, polled: Arc<AtomicBool>) -> Self {
+        self.polled = Some(polled);
+        self
     }
 
     fn fire(&mut self) {
@@ -113,6 +137,9 @@ impl Body for DoneSignal {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
+        if let Some(flag) = this.polled.take() {
+            flag.store(true, Ordering::Release);
+        }
         let polled = this.inner.poll_frame(cx);
         let ended = match &polled {
             Poll::Ready(None) | Poll::Ready(Some(Err(_))) => true,
@@ -126,7 +153,7 @@ impl Body for DoneSignal {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.polled.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

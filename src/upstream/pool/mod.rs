@@ -172,10 +172,11 @@ impl Pool {
     }
 
     /// Sends `req`. Retries, at most [`MAX_RETRIES`] times, a request the
-    /// origin cannot have processed: one that never left (the connection
-    /// was already closing or going away), one an HTTP/2 origin refused
-    /// (GOAWAY above its last stream id, `REFUSED_STREAM`); and, once on a
-    /// fresh connection, a bodyless request whose reused connection broke
+    /// origin cannot have processed: one that never left (hyper hands it
+    /// back), one an HTTP/2 origin refused (`REFUSED_STREAM`, or GOAWAY
+    /// above its last stream id, which only a stream whose body hyper
+    /// polled proves: see [`DoneSignal`]); and, on HTTP/1.1 only and once on
+    /// a fresh connection, a bodyless request whose reused connection broke
     /// before any response byte (README "The upstream pool").
     pub async fn send(
         self: &Arc<Self>,
@@ -201,7 +202,18 @@ impl Pool {
             let may_retry = timing.retries < MAX_RETRIES;
             let head = (may_retry && req.body().is_end_stream()).then(|| clone_head(&req));
             let (body_done_tx, body_done_rx) = tokio::sync::oneshot::channel();
-            let req_for_send = req.map(|b| DoneSignal::wrap(b, body_done_tx).boxed_unsync());
+            // Whether hyper polled the body: on HTTP/2 the proof that a
+            // GOAWAY error is this stream's own (see `DoneSignal`).
+            let opened = Arc::new(AtomicBool::new(false));
+            let req_for_send = req.map(|b| {
+                let body = DoneSignal::wrap(b, body_done_tx);
+                let body = if is_h2 {
+                    body.watched(opened.clone())
+                } else {
+                    body
+                };
+                body.boxed_unsync()
+            });
             let sent_at = Instant::now();
             let fut = match held.lease_mut() {
                 Lease::H1(c) => SendFut::H1(c.handle.try_send_request(req_for_send)),
@@ -230,10 +242,17 @@ impl Pool {
                 stream.handle.going_away.store(true, Ordering::Relaxed);
             }
             held.finish(false);
-            let broke = reused && !fresh && is_retryable(err.error());
+            let refused = match refusal {
+                Some(Refusal::GoAway) => opened.load(Ordering::Acquire),
+                Some(Refusal::RefusedStream) => true,
+                None => false,
+            };
+            // HTTP/1.1 only: an HTTP/2 stream that broke may have been
+            // processed, and its connection's GOAWAY says which were not.
+            let broke = !is_h2 && reused && !fresh && is_retryable(err.error());
             let again = match unsent {
                 Some(req) => Some(req),
-                None if refusal.is_some() || broke => head.map(rebuild),
+                None if refused || broke => head.map(rebuild),
                 None => None,
             };
             match again {
@@ -243,6 +262,9 @@ impl Pool {
                     timing.retries += 1;
                     fresh = true;
                     req = again;
+                }
+                _ if refusal == Some(Refusal::GoAway) && !refused => {
+                    return Err(UpstreamError::GoingAway(err.into_error()));
                 }
                 _ => return Err(UpstreamError::Request(err.into_error())),
             }
