@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::goaway::Watched;
 use crate::body::ProxyBody;
 use crate::route::{Origin, Scheme};
 
@@ -84,6 +85,9 @@ pub(crate) struct Opened {
     /// HTTP/2: the origin's current `SETTINGS_MAX_CONCURRENT_STREAMS`, kept
     /// up to date by the driver task.
     pub max_streams: Arc<AtomicUsize>,
+    /// HTTP/2: set as soon as a GOAWAY from the origin is read (see
+    /// `goaway.rs`); never set on HTTP/1.1.
+    pub going_away: Arc<AtomicBool>,
 }
 
 /// Settings a connection needs.
@@ -139,6 +143,7 @@ pub(crate) async fn handshake(
             connect,
             tls: Duration::ZERO,
             max_streams,
+            going_away: Arc::default(),
         });
     }
 
@@ -159,8 +164,9 @@ pub(crate) async fn handshake(
         })?;
     let tls = tls_started.elapsed();
     let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-    let io = TokioIo::new(stream);
     if is_h2 {
+        let going_away = Arc::new(AtomicBool::new(false));
+        let io = TokioIo::new(Watched::new(stream, going_away.clone()));
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -183,9 +189,10 @@ pub(crate) async fn handshake(
             connect,
             tls,
             max_streams,
+            going_away,
         });
     }
-    let (sender, conn) = http1::handshake(io)
+    let (sender, conn) = http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;
     tokio::spawn(drive(conn).instrument(span));
@@ -194,6 +201,7 @@ pub(crate) async fn handshake(
         connect,
         tls,
         max_streams: Arc::new(AtomicUsize::new(1)),
+        going_away: Arc::default(),
     })
 }
 
@@ -209,7 +217,7 @@ async fn drive<F: std::future::Future<Output = hyper::Result<()>>>(conn: F) {
 }
 
 type H2Connection = http2::Connection<
-    TokioIo<tokio_rustls::client::TlsStream<TcpStream>>,
+    TokioIo<Watched<tokio_rustls::client::TlsStream<TcpStream>>>,
     ProxyBody,
     TokioExecutor,
 >;

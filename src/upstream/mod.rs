@@ -1,11 +1,13 @@
 //! The upstream client behind one narrow interface: `Upstream::send(origin,
 //! request)` → response and `Timing`. Inside: one `Pool` per origin
 //! (`pool.rs`) in a table bounded by `--origin-idle-ttl` and `--max-origins`
-//! (`origins.rs`), connections (`conn.rs`), DNS (`dns.rs`), TLS (`tls.rs`),
+//! (`origins.rs`), connections (`conn.rs`, GOAWAY seen on arrival in
+//! `goaway.rs`), DNS (`dns.rs`), TLS (`tls.rs`),
 //! per-address ejection after failed connects (`health.rs`).
 
 mod conn;
 pub mod dns;
+mod goaway;
 pub mod health;
 mod origins;
 pub mod pool;

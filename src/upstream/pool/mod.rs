@@ -107,8 +107,9 @@ impl Handle for http1::SendRequest<ProxyBody> {
 pub(crate) struct H2Handle {
     sender: http2::SendRequest<ProxyBody>,
     max_streams: Arc<AtomicUsize>,
-    /// Set when a stream learnt that the origin sent GOAWAY: hyper notices
-    /// only when it next polls the connection, the pool at once.
+    /// Set as soon as the origin's GOAWAY is read (`upstream/goaway.rs`),
+    /// or when a stream learnt of it: the pool then gives the connection no
+    /// new stream, before hyper has processed the frame.
     going_away: Arc<AtomicBool>,
 }
 

@@ -231,7 +231,7 @@ impl Pool {
             Sender::H2(sender) => Opened::H2(H2Handle {
                 sender,
                 max_streams: opened.max_streams,
-                going_away: Arc::new(AtomicBool::new(false)),
+                going_away: opened.going_away,
             }),
         };
         let (lease, wake) = slots.connected(ticket, conn, now);
