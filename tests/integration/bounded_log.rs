@@ -129,6 +129,17 @@ impl Spawned {
         self.lines.lock().expect("lines").clone()
     }
 
+    /// Live tokio tasks (`tasks` of `GET /.api/stats`).
+    pub(crate) async fn tasks(&self) -> u64 {
+        let mut c = Client::connect(self.addr).await;
+        let host = self.addr.to_string();
+        let req = client::request("GET", &host, "/.api/stats", &[], client::empty());
+        let resp = c.send(req).await.expect("GET /.api/stats");
+        assert_eq!(resp.status(), 200, "{}", resp.text());
+        let stats: serde_json::Value = serde_json::from_str(&resp.text()).expect("stats JSON");
+        stats["tasks"].as_u64().expect("tasks in /.api/stats")
+    }
+
     /// `GET /metrics` from the proxy itself.
     pub(crate) async fn metrics(&self) -> Metrics {
         let mut c = Client::connect(self.addr).await;

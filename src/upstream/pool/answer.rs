@@ -5,9 +5,10 @@
 //! records have expired. Every address of a new answer passes the address
 //! guard before the state machine installs it.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, MutexGuard};
 
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::Pool;
@@ -89,21 +90,54 @@ impl Pool {
         self.schedule_refresh();
     }
 
-    /// Starts a timer for the current answer's refresh. It holds the pool
-    /// weakly (a pool the origin table drops takes its timer with it) and
-    /// does nothing if a newer answer came or nobody used this one.
+    /// Starts a timer for the current answer's refresh, replacing (and
+    /// aborting) the previous one. It holds the pool weakly and does nothing
+    /// if a newer answer came or nobody used this one. A pool has at most one
+    /// timer, aborted when the pool is dropped: a weak reference alone would
+    /// keep the task, its timer entry and the pool's allocation until the
+    /// record's TTL ran out, for every origin the table removed.
     fn schedule_refresh(self: &Arc<Self>) {
         let Some((at, generation)) = self.lock().refresh_plan() else {
             return;
         };
         let pool = Arc::downgrade(self);
-        tokio::spawn(async move {
+        let timer = tokio::spawn(async move {
             tokio::time::sleep_until(at).await;
             let Some(pool) = pool.upgrade() else { return };
             let due = pool.lock().refresh_due(Instant::now(), generation);
             if due {
                 pool.refresh().await;
             }
-        });
+        })
+        .abort_handle();
+        let previous = self.timer_slot().replace(timer);
+        if let Some(previous) = previous {
+            abort_unless_current(previous);
+        }
+    }
+
+    fn timer_slot(&self) -> MutexGuard<'_, Option<AbortHandle>> {
+        self.refresh_timer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let timer = self
+            .refresh_timer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(timer) = timer {
+            abort_unless_current(timer);
+        }
+    }
+}
+
+/// Aborts a refresh timer unless it is the task running this code (a timer
+/// that refreshes schedules its successor, then ends by itself).
+fn abort_unless_current(timer: AbortHandle) {
+    if tokio::task::try_id() != Some(timer.id()) {
+        timer.abort();
     }
 }

@@ -43,6 +43,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use hyper::client::conn::{http1, http2};
 use tokio::sync::Notify;
+use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 pub use body::{DoneSignal, UpstreamBody};
@@ -136,6 +137,9 @@ pub struct Pool {
     shared: Arc<Shared>,
     slots: Mutex<Slots<H1Handle, H2Handle>>,
     notify: Notify,
+    /// The pending DNS refresh timer (`answer.rs`); aborted when replaced
+    /// and when the pool is dropped, so a removed origin leaves no task.
+    refresh_timer: Mutex<Option<AbortHandle>>,
     /// Counters for metrics.
     pub counters: Counters,
 }
@@ -155,6 +159,7 @@ impl Pool {
             shared,
             slots: Mutex::new(Slots::new(limits, protocol, Instant::now()).with_health(health)),
             notify: Notify::new(),
+            refresh_timer: Mutex::new(None),
             counters: Counters::default(),
         }
     }
