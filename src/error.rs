@@ -79,6 +79,7 @@ impl ProxyError {
             Self::Policy(_) | Self::Upstream(UpstreamError::Refused(_)) => StatusCode::FORBIDDEN,
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(UpstreamError::PoolTimeout(_) | UpstreamError::TooManyOrigins(_))
+            | Self::Sign(SignError::BufferFull { .. })
             | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upstream(_) | Self::Tunnel { .. } => StatusCode::BAD_GATEWAY,
             Self::Sign(SignError::BodyTooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -98,7 +99,8 @@ impl ProxyError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RateLimited(after) => Some(*after),
-            Self::Upstream(UpstreamError::TooManyOrigins(_)) => Some(Duration::from_secs(1)),
+            Self::Upstream(UpstreamError::TooManyOrigins(_))
+            | Self::Sign(SignError::BufferFull { .. }) => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

@@ -24,6 +24,7 @@
 pub mod accesslog;
 pub mod admin;
 pub mod body;
+pub mod budget;
 pub mod config;
 pub mod conn;
 pub mod error;
@@ -135,8 +136,10 @@ pub async fn run_reporting(
 ) -> Result<(), RunError> {
     let policy = Arc::new(policy::Policy::new(&config.policy).map_err(RunError::Config)?);
     let upstream = upstream::Upstream::new(&config.pool, &config.dns, &config.tls, policy.clone())?;
+    let buffered = budget::BufferBudget::new(config.limits.max_buffered_bytes);
     let signer = if config.sign.enabled {
-        Some(Arc::new(sign::Signer::new(&config.sign).await?))
+        let signer = sign::Signer::new(&config.sign).await?;
+        Some(Arc::new(signer.with_budget(buffered.clone())))
     } else {
         None
     };
@@ -144,6 +147,7 @@ pub async fn run_reporting(
         .map_err(|e| RunError::AccessLog(Box::new(e)))?;
     let mut metrics = metrics::Metrics::new(&config.metrics, upstream.clone())
         .with_http_sample(&config.http_stats);
+    buffered.register(metrics.registry_mut());
     let front = listener::Front {
         identity: config.identity.clone(),
         counters: identity::Counters::register(metrics.registry_mut()),

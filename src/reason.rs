@@ -241,6 +241,10 @@ pub fn sign(e: &SignError) -> String {
             "the request body is larger than --sign-max-body ({limit} bytes) and cannot be \
              re-signed; raise the limit or use forward mode"
         ),
+        SignError::BufferFull { limit } => format!(
+            "request bodies held in memory for re-signing already take --max-buffered-bytes \
+             ({limit} bytes); retry shortly"
+        ),
         SignError::Credentials(cause) => format!(
             "ccnproxy has no AWS credentials to re-sign with ({}); give the proxy a role or keys",
             one_line(cause.as_ref())

@@ -320,6 +320,9 @@ pub struct LimitsConfig {
     pub max_headers: usize,
     /// Request-target length at most (414 beyond).
     pub max_uri_bytes: usize,
+    /// Request-body bytes held in memory at once, all requests together
+    /// (`--sign` hashing); a request that would pass it gets 503.
+    pub max_buffered_bytes: u64,
     /// Requests per `rate_period` per client key (0 = unlimited).
     pub rate_limit: u32,
     /// The period `rate_limit` counts over (`--rate-limit 5/m`: one minute).
@@ -465,6 +468,7 @@ impl Default for Config {
                 max_header_bytes: 64 << 10,
                 max_headers: 100,
                 max_uri_bytes: 8 << 10,
+                max_buffered_bytes: 256 << 20,
                 rate_limit: 0,
                 rate_period: Duration::from_secs(1),
                 rate_burst: 0,

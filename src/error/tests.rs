@@ -225,6 +225,11 @@ fn every_reason_is_one_plain_sentence() {
             "the request body is larger than --sign-max-body (1024 bytes) and cannot be re-signed; raise the limit or use forward mode",
         ),
         (
+            SignError::BufferFull { limit: 1 << 20 }.into(),
+            503,
+            "request bodies held in memory for re-signing already take --max-buffered-bytes (1048576 bytes); retry shortly",
+        ),
+        (
             SignError::Credentials("no providers in chain".into()).into(),
             502,
             "ccnproxy has no AWS credentials to re-sign with (no providers in chain); give the proxy a role or keys",

@@ -14,6 +14,7 @@
 //! request is aborted rather than sent with bytes we did not understand.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::SystemTime;
 
@@ -22,6 +23,7 @@ use http_body::{Body, Frame, SizeHint};
 use sha2::{Digest, Sha256};
 
 use crate::body::{BoxError, ProxyBody};
+use crate::budget::{BufferBudget, Reservation};
 
 /// Longest chunk-header or trailer line accepted.
 const MAX_LINE: usize = 4096;
@@ -132,6 +134,8 @@ pub struct Resigned {
     /// Canonical form of the trailer headers seen so far.
     trailers: Vec<u8>,
     inner_done: bool,
+    /// What `buf` holds, counted against `--max-buffered-bytes`.
+    held: Option<Reservation>,
 }
 
 impl Resigned {
@@ -147,7 +151,30 @@ impl Resigned {
             size_text: String::new(),
             trailers: Vec::new(),
             inner_done: false,
+            held: None,
         }
+    }
+
+    /// Counts the bytes held between reads against `budget`.
+    pub fn with_budget(mut self, budget: &Arc<BufferBudget>) -> Self {
+        self.held = budget.reserve(0);
+        self
+    }
+
+    /// Makes the reservation match what `buf` holds; an error when the
+    /// budget has no room for it.
+    fn account(&mut self) -> Result<(), BoxError> {
+        let Some(held) = self.held.as_mut() else {
+            return Ok(());
+        };
+        if held.resize(self.buf.len() as u64) {
+            return Ok(());
+        }
+        Err(format!(
+            "aws-chunked: request bodies held for re-signing already take --max-buffered-bytes ({} bytes)",
+            held.budget_limit()
+        )
+        .into())
     }
 
     /// Rewrites what `buf` holds completely; `Ok(None)` when more input is
@@ -273,7 +300,7 @@ impl Body for Resigned {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         loop {
-            match this.process() {
+            match this.process().and_then(|out| this.account().map(|()| out)) {
                 Ok(Some(bytes)) => return Poll::Ready(Some(Ok(Frame::data(bytes)))),
                 Ok(None) => {}
                 Err(err) => {
@@ -286,7 +313,13 @@ impl Body for Resigned {
             }
             match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 Some(Ok(frame)) => match frame.into_data() {
-                    Ok(data) => this.buf.extend_from_slice(&data),
+                    Ok(data) => {
+                        this.buf.extend_from_slice(&data);
+                        if let Err(err) = this.account() {
+                            this.state = State::Failed;
+                            return Poll::Ready(Some(Err(err)));
+                        }
+                    }
                     Err(frame) => return Poll::Ready(Some(Ok(frame))),
                 },
                 Some(Err(err)) => {
@@ -427,6 +460,31 @@ mod tests {
         );
         let body = Resigned::new(inner, signer, trailer, max_chunk);
         Ok(body.collect().await?.to_bytes().to_vec())
+    }
+
+    #[tokio::test]
+    async fn held_chunks_count_against_the_buffer_budget() {
+        let mut client =
+            ChunkSigner::new(SECRET, example_time(), "us-west-2", "s3", "a".repeat(64));
+        let bytes = encode(&mut client, &[&[b'x'; 70_000]], None);
+        for (cap, fits) in [(200_000, true), (50_000, false)] {
+            let budget = BufferBudget::new(cap);
+            let pieces: Vec<Result<Frame<Bytes>, BoxError>> = bytes
+                .chunks(16 << 10)
+                .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))))
+                .collect();
+            let inner =
+                http_body_util::StreamBody::new(futures_util::stream::iter(pieces)).boxed_unsync();
+            let signer =
+                ChunkSigner::new(SECRET, example_time(), "us-west-2", "s3", "f".repeat(64));
+            let body = Resigned::new(inner, signer, false, 1 << 20).with_budget(&budget);
+            let got = body.collect().await;
+            assert_eq!(got.is_ok(), fits, "cap {cap}");
+            if let Err(err) = got {
+                assert!(err.to_string().contains("--max-buffered-bytes"), "{err}");
+            }
+            assert_eq!(budget.held(), 0, "given back once the body is gone");
+        }
     }
 
     #[tokio::test]

@@ -40,6 +40,7 @@ mod chunked;
 mod credentials;
 mod service;
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use aws_credential_types::provider::SharedCredentialsProvider;
@@ -59,6 +60,7 @@ pub use credentials::CredentialsCache;
 pub use service::Endpoint;
 
 use crate::body::{self, BoxError, ProxyBody};
+use crate::budget::{BufferBudget, Reservation};
 use crate::config::{AWS_PATTERNS, SignConfig};
 use crate::origin::Origin;
 use crate::pattern::HostPatterns;
@@ -71,6 +73,13 @@ pub enum SignError {
     #[error("request body larger than --sign-max-body ({limit} bytes) cannot be re-signed")]
     BodyTooLarge {
         /// The limit in bytes.
+        limit: u64,
+    },
+    /// Holding the body to hash it would take the bytes buffered by all
+    /// requests past `--max-buffered-bytes`.
+    #[error("request bodies held for re-signing already use --max-buffered-bytes ({limit} bytes)")]
+    BufferFull {
+        /// The cap in bytes.
         limit: u64,
     },
     /// No usable credentials in the proxy's chain.
@@ -101,6 +110,7 @@ pub struct Signer {
     hosts: HostPatterns,
     max_body: u64,
     credentials: Option<CredentialsCache>,
+    budget: Option<Arc<BufferBudget>>,
 }
 
 impl Signer {
@@ -114,6 +124,7 @@ impl Signer {
                 hosts: HostPatterns::default(),
                 max_body: config.max_body,
                 credentials: None,
+                budget: None,
             });
         }
         let signer = Self::with_cache(config, CredentialsCache::default_chain().await)?;
@@ -145,7 +156,16 @@ impl Signer {
             hosts,
             max_body: config.max_body,
             credentials: Some(cache),
+            budget: None,
         })
+    }
+
+    /// Counts the bodies read whole for hashing against `budget`
+    /// (`--max-buffered-bytes`); without one they are limited only by
+    /// `--sign-max-body` each.
+    pub fn with_budget(mut self, budget: Arc<BufferBudget>) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// True when requests to `origin` are to be re-signed.
@@ -222,18 +242,20 @@ impl Signer {
 
         let (body, hashed) = match payload {
             Payload::Hashed { .. } => {
+                // Refused before the client is asked for the body.
+                let held = self.reserve(&parts.headers, &body)?;
                 // `Expect: 100-continue`: the proxy accepts the body on the
                 // origin's behalf, as it must read it before sending the head.
                 if let Some(signal) = parts.extensions.get::<body::ContinueSignal>() {
                     signal.0.notify_one();
                 }
-                let bytes = self.read_body(&parts.headers, body).await?;
+                let bytes = self.read_body(body, held).await?;
                 (None, Some(bytes))
             }
             _ => (Some(body), None),
         };
         let signable_body = match (&payload, &hashed) {
-            (_, Some(bytes)) => SignableBody::Bytes(bytes),
+            (_, Some((bytes, _))) => SignableBody::Bytes(bytes),
             (Payload::Unsigned, _) => SignableBody::UnsignedPayload,
             (Payload::StreamingUnsignedTrailer, _) => SignableBody::StreamingUnsignedPayloadTrailer,
             (Payload::SignedChunks { trailer: true }, _) => {
@@ -292,7 +314,16 @@ impl Signer {
         let (parts, ()) = head.into_parts();
 
         let body = match (payload, body, hashed) {
-            (_, _, Some(bytes)) => body::full(bytes),
+            (_, _, Some((bytes, held))) => {
+                // The reservation goes with the body: given back once the
+                // body is sent (or the request dropped).
+                body::full(bytes)
+                    .map_frame(move |frame| {
+                        let _ = &held;
+                        frame
+                    })
+                    .boxed_unsync()
+            }
             (Payload::SignedChunks { trailer }, Some(body), None) => {
                 let signer = ChunkSigner::new(
                     credentials.secret_access_key(),
@@ -302,7 +333,11 @@ impl Signer {
                     signature,
                 );
                 let max_chunk = usize::try_from(self.max_body).unwrap_or(usize::MAX);
-                Resigned::new(body, signer, trailer, max_chunk).boxed_unsync()
+                let resigned = Resigned::new(body, signer, trailer, max_chunk);
+                match &self.budget {
+                    Some(budget) => resigned.with_budget(budget).boxed_unsync(),
+                    None => resigned.boxed_unsync(),
+                }
             }
             (_, Some(body), None) => body,
             (_, None, None) => unreachable!("a body is either hashed or kept"),
@@ -310,20 +345,34 @@ impl Signer {
         Ok(Request::from_parts(parts, body))
     }
 
-    /// Reads a body to be hashed, at most `max_body` bytes.
-    async fn read_body(&self, headers: &HeaderMap, body: ProxyBody) -> Result<Bytes, SignError> {
-        let too_large = SignError::BodyTooLarge {
-            limit: self.max_body,
-        };
+    /// Checks the body's declared size against `--sign-max-body` and takes
+    /// it from the buffer budget.
+    fn reserve(&self, headers: &HeaderMap, body: &ProxyBody) -> Result<Held, SignError> {
         let declared = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|len| len > self.max_body)
-            || body.size_hint().lower() > self.max_body
-        {
-            return Err(too_large);
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            .max(body.size_hint().lower());
+        if declared > self.max_body {
+            return Err(SignError::BodyTooLarge {
+                limit: self.max_body,
+            });
         }
+        match &self.budget {
+            Some(budget) => budget
+                .reserve(declared)
+                .map(Some)
+                .ok_or(SignError::BufferFull {
+                    limit: budget.limit(),
+                }),
+            None => Ok(None),
+        }
+    }
+
+    /// Reads a body to be hashed, at most `max_body` bytes, growing `held`
+    /// past the declared size as bytes arrive.
+    async fn read_body(&self, body: ProxyBody, mut held: Held) -> Result<(Bytes, Held), SignError> {
         // A hand-written loop rather than `http_body_util::Limited`: the
         // latter's `Into<BoxError>` bound makes this future not `Send` for
         // every lifetime (rust-lang/rust#102211) once the service spawns it.
@@ -332,15 +381,28 @@ impl Signer {
         while let Some(frame) = body.frame().await {
             let frame = frame.map_err(SignError::Body)?;
             if let Ok(data) = frame.into_data() {
-                if (bytes.len() + data.len()) as u64 > self.max_body {
-                    return Err(too_large);
+                let len = (bytes.len() + data.len()) as u64;
+                if len > self.max_body {
+                    return Err(SignError::BodyTooLarge {
+                        limit: self.max_body,
+                    });
+                }
+                if let Some(r) = held.as_mut()
+                    && !r.grow(len.saturating_sub(r.bytes()))
+                {
+                    return Err(SignError::BufferFull {
+                        limit: r.budget_limit(),
+                    });
                 }
                 bytes.extend_from_slice(&data);
             }
         }
-        Ok(bytes.freeze())
+        Ok((bytes.freeze(), held))
     }
 }
+
+/// The budget taken by a body being hashed (`None`: no budget).
+type Held = Option<Reservation>;
 
 /// How the payload is covered by the signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -36,12 +36,19 @@ impl Spawned {
     /// Starts `ccnproxy -l 127.0.0.1 -p 0 --access-log-dir stdout ARGS`, its
     /// stdout read from the start.
     pub(crate) async fn start(args: &[&str]) -> Spawned {
+        Spawned::start_with_env(args, &[]).await
+    }
+
+    /// `start` with `envs` set for the process (e.g. AWS credentials for
+    /// `--sign`).
+    pub(crate) async fn start_with_env(args: &[&str], envs: &[(&str, &str)]) -> Spawned {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ccnproxy"));
         cmd.args(["-l", "127.0.0.1", "-p", "0", "--access-log-dir", "stdout"])
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            .envs(envs.iter().copied())
             .kill_on_drop(true);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("CCNPROXY_") {
@@ -125,7 +132,7 @@ impl Spawned {
         self.reading.send_replace(true);
     }
 
-    fn lines(&self) -> Vec<String> {
+    pub(crate) fn lines(&self) -> Vec<String> {
         self.lines.lock().expect("lines").clone()
     }
 

@@ -18,7 +18,7 @@ use crate::support::origin::{args_for, full};
 use crate::support::{Dns, Origin, TIMEOUT};
 
 /// Scrapes `/metrics` every 50 ms until `cond` holds, at most `limit`.
-async fn wait_metrics(
+pub(crate) async fn wait_metrics(
     proxy: &Spawned,
     what: &str,
     limit: Duration,
@@ -38,6 +38,16 @@ async fn wait_metrics(
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The binary with loopback targets allowed, names resolved by `dns`, and
+/// `extra` flags; `envs` set for the process.
+pub(crate) async fn spawn_with_dns(dns: &Dns, extra: &[&str], envs: &[(&str, &str)]) -> Spawned {
+    let mut args = args_for(&[]);
+    args.extend(["--dns-server".to_owned(), dns.addr().to_string()]);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Spawned::start_with_env(&args, envs).await
 }
 
 fn pools(m: &Metrics) -> f64 {
@@ -158,19 +168,19 @@ async fn round(proxy: &Spawned, dns: &Dns, origin: &Origin, prefix: &str) -> (u6
 async fn five_thousand_origins_expire_and_memory_comes_back() {
     let origin = Origin::plain_http1().reply(200, "ok").start().await;
     let dns = Dns::start().await;
-    let mut args = args_for(&[]);
-    args.extend(
-        [
-            "--dns-server",
-            &dns.addr().to_string(),
+    let proxy = spawn_with_dns(
+        &dns,
+        &[
             "--access-log-dir",
             "none",
-        ]
-        .map(String::from),
-    );
-    args.extend(["--origin-idle-ttl", "2s", "--idle-timeout", "1s"].map(String::from));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let proxy = Spawned::start(&args).await;
+            "--origin-idle-ttl",
+            "2s",
+            "--idle-timeout",
+            "1s",
+        ],
+        &[],
+    )
+    .await;
 
     round(&proxy, &dns, &origin, "w").await;
     let (_, base) = round(&proxy, &dns, &origin, "v").await;
@@ -212,18 +222,7 @@ async fn max_origins_with_every_origin_busy_gives_503_then_recovers() {
     for name in ["a.test", "b.test", "c.test", "d.test"] {
         dns.set(name, &["127.0.0.1"], 300);
     }
-    let mut args = args_for(&[]);
-    args.extend(
-        [
-            "--dns-server",
-            &dns.addr().to_string(),
-            "--max-origins",
-            "3",
-        ]
-        .map(String::from),
-    );
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let proxy = Spawned::start(&args).await;
+    let proxy = spawn_with_dns(&dns, &["--max-origins", "3"], &[]).await;
     let addr = proxy.addr;
 
     let mut held = tokio::task::JoinSet::new();

@@ -9,6 +9,7 @@ mod support;
 
 mod accesslog;
 mod bodies;
+mod bounded_buffer;
 mod bounded_log;
 mod bounded_origins;
 mod bounded_policy;

@@ -89,6 +89,7 @@ impl Args {
         c.metrics.client_key = self.client_key;
         c.metrics.max_client_keys = self.max_client_keys;
         c.limits.max_header_bytes = self.max_header_bytes.max(1024);
+        c.limits.max_buffered_bytes = self.max_buffered_bytes;
         c.limits.rate_limit = self.rate_limit.count;
         c.limits.rate_period = self.rate_limit.per;
         c.limits.rate_burst = self.rate_burst;

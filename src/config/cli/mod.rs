@@ -183,6 +183,9 @@ pub struct Args {
     /// Largest request head (bytes); larger gets 431.
     #[arg(long, env = "CCNPROXY_MAX_HEADER_BYTES", default_value_t = 64 << 10)]
     pub max_header_bytes: usize,
+    /// Request-body bytes held in memory at once by all requests (`--sign` hashing); past it 503 (`256MiB`, `1GiB`).
+    #[arg(long, env = "CCNPROXY_MAX_BUFFERED_BYTES", default_value = "256MiB", value_parser = parse_bytes)]
+    pub max_buffered_bytes: u64,
     /// Diagnostics level (error, warn, info, debug, trace); RUST_LOG wins.
     #[arg(long, env = "CCNPROXY_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
