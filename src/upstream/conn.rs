@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::goaway::Watched;
+use super::goaway::{Gate, Watched};
 use crate::body::ProxyBody;
 use crate::route::{Origin, Scheme};
 
@@ -85,9 +85,9 @@ pub(crate) struct Opened {
     /// HTTP/2: the origin's current `SETTINGS_MAX_CONCURRENT_STREAMS`, kept
     /// up to date by the driver task.
     pub max_streams: Arc<AtomicUsize>,
-    /// HTTP/2: set as soon as a GOAWAY from the origin is read (see
-    /// `goaway.rs`); never set on HTTP/1.1.
-    pub going_away: Arc<AtomicBool>,
+    /// HTTP/2: what the pool and the connection's reader share about
+    /// GOAWAY (see `goaway.rs`); unused on HTTP/1.1.
+    pub gate: Arc<Gate>,
 }
 
 /// Settings a connection needs.
@@ -143,7 +143,7 @@ pub(crate) async fn handshake(
             connect,
             tls: Duration::ZERO,
             max_streams,
-            going_away: Arc::default(),
+            gate: Arc::default(),
         });
     }
 
@@ -165,8 +165,8 @@ pub(crate) async fn handshake(
     let tls = tls_started.elapsed();
     let is_h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
     if is_h2 {
-        let going_away = Arc::new(AtomicBool::new(false));
-        let io = TokioIo::new(Watched::new(stream, going_away.clone()));
+        let gate = Arc::new(Gate::default());
+        let io = TokioIo::new(Watched::new(stream, gate.clone()));
         let mut builder = http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
@@ -189,7 +189,7 @@ pub(crate) async fn handshake(
             connect,
             tls,
             max_streams,
-            going_away,
+            gate,
         });
     }
     let (sender, conn) = http1::handshake(TokioIo::new(stream))
@@ -201,7 +201,7 @@ pub(crate) async fn handshake(
         connect,
         tls,
         max_streams: Arc::new(AtomicUsize::new(1)),
-        going_away: Arc::default(),
+        gate: Arc::default(),
     })
 }
 

@@ -18,10 +18,13 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
+use futures_util::task::AtomicWaker;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 /// HTTP/2 frame header length (RFC 9113 §4.1).
 const HEADER: usize = 9;
@@ -33,8 +36,12 @@ const GOAWAY: u8 = 0x7;
 pub(crate) enum Seen {
     /// No GOAWAY header completed in these bytes.
     Nothing,
-    /// A GOAWAY header completed (its last stream id follows, maybe later).
-    GoAway,
+    /// A GOAWAY header completed (its last stream id follows, maybe
+    /// later), `end` bytes into the piece: the first such header if many.
+    GoAway {
+        /// Where in the piece the header ended.
+        end: usize,
+    },
 }
 
 /// Follows frame boundaries over a byte stream fed in arbitrary pieces.
@@ -56,8 +63,9 @@ pub(crate) struct FrameScan {
 
 impl FrameScan {
     /// Feeds the next bytes of the stream.
-    pub(crate) fn feed(&mut self, mut bytes: &[u8]) -> Seen {
+    pub(crate) fn feed(&mut self, piece: &[u8]) -> Seen {
         let mut seen = Seen::Nothing;
+        let mut bytes = piece;
         while !bytes.is_empty() {
             if self.payload > 0 {
                 let n = self.payload.min(bytes.len());
@@ -90,7 +98,11 @@ impl FrameScan {
             if kind == GOAWAY {
                 self.goaways += 1;
                 self.id = Some((0, [0; 4]));
-                seen = Seen::GoAway;
+                if seen == Seen::Nothing {
+                    seen = Seen::GoAway {
+                        end: piece.len() - bytes.len(),
+                    };
+                }
             }
         }
         seen
@@ -102,21 +114,147 @@ impl FrameScan {
     }
 }
 
+/// How long at most a GOAWAY is held back from hyper while requests it was
+/// handed are still on their way to a stream (see [`Gate`]).
+const HOLD_AT_MOST: Duration = Duration::from_millis(200);
+
+/// What one HTTP/2 connection's reader and the pool share.
+///
+/// hyper's client opens a stream for a request and then checks the
+/// connection again; if it has processed a GOAWAY in between, it fails the
+/// request with the connection's error although the stream's HEADERS go
+/// out (and the origin may process them). To keep that race from
+/// happening, every request handed to the connection is *pending* from its
+/// checkout until hyper has taken it up (polled or dropped its body, or
+/// handed it back), and the reader holds a GOAWAY back from hyper while any
+/// request is pending, at most [`HOLD_AT_MOST`]. No request becomes pending
+/// once `going_away` is set ([`Gate::enter`] checks after counting, the
+/// reader counts after setting: one of the two sees the other).
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    going_away: AtomicBool,
+    /// A GOAWAY went to hyper after [`HOLD_AT_MOST`] with requests pending.
+    forced: AtomicBool,
+    pending: AtomicUsize,
+    waker: AtomicWaker,
+}
+
+impl Gate {
+    /// Whether the origin sent GOAWAY (or a request learnt of one).
+    pub(crate) fn is_going_away(&self) -> bool {
+        self.going_away.load(Ordering::SeqCst)
+    }
+
+    /// Marks the connection as going away.
+    pub(crate) fn go_away(&self) {
+        self.going_away.store(true, Ordering::SeqCst);
+    }
+
+    /// Counts a request handed to this connection until the returned
+    /// [`Pending`] is left or dropped; `false` (nothing counted) when the
+    /// connection is going away.
+    pub(crate) fn enter(self: &Arc<Self>) -> Option<Pending> {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let pending = Pending(Arc::new(Entered {
+            gate: self.clone(),
+            left: AtomicBool::new(false),
+        }));
+        if self.is_going_away() {
+            pending.leave();
+            return None;
+        }
+        Some(pending)
+    }
+
+    /// Whether a GOAWAY went to hyper with requests pending: a GOAWAY error
+    /// on this connection is then not proof that the stream was refused.
+    pub(crate) fn was_forced(&self) -> bool {
+        self.forced.load(Ordering::SeqCst)
+    }
+
+    fn is_clear(&self) -> bool {
+        self.pending.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// One request on its way to a stream (see [`Gate`]). Clones share it:
+/// it is left once, when the first clone is left or dropped (hyper polled
+/// or dropped the body that holds one, or the pool's send returned).
+#[derive(Debug, Clone)]
+pub(crate) struct Pending(Arc<Entered>);
+
+#[derive(Debug)]
+pub(crate) struct Entered {
+    gate: Arc<Gate>,
+    left: AtomicBool,
+}
+
+impl Pending {
+    /// hyper has taken the request up, or it will never be sent here.
+    pub(crate) fn leave(&self) {
+        let Entered { gate, left } = &*self.0;
+        if !left.swap(true, Ordering::SeqCst) && gate.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
+            gate.waker.wake();
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.leave();
+    }
+}
+
+/// Bytes from the first GOAWAY on, kept from hyper until the gate clears.
+struct Held {
+    bytes: Vec<u8>,
+    at: usize,
+    until: Option<Pin<Box<Sleep>>>,
+}
+
 /// An upstream HTTP/2 stream whose reads are scanned for GOAWAY.
 pub(crate) struct Watched<S> {
     inner: S,
     scan: FrameScan,
-    going_away: Arc<AtomicBool>,
+    gate: Arc<Gate>,
+    held: Option<Held>,
 }
 
 impl<S> Watched<S> {
-    /// Wraps `inner`; `going_away` is set at the first GOAWAY header read.
-    pub(crate) fn new(inner: S, going_away: Arc<AtomicBool>) -> Self {
+    /// Wraps `inner`, sharing `gate` with the pool.
+    pub(crate) fn new(inner: S, gate: Arc<Gate>) -> Self {
         Watched {
             inner,
             scan: FrameScan::default(),
-            going_away,
+            gate,
+            held: None,
         }
+    }
+
+    /// Serves held bytes once the gate is clear or the hold ran out.
+    fn poll_held(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let Some(held) = &mut self.held else {
+            unreachable!("only called while holding")
+        };
+        if let Some(until) = &mut held.until {
+            self.gate.waker.register(cx.waker());
+            let timed_out = until.as_mut().poll(cx).is_ready();
+            if !self.gate.is_clear() {
+                if !timed_out {
+                    return Poll::Pending;
+                }
+                self.gate.forced.store(true, Ordering::SeqCst);
+                tracing::debug!("upstream GOAWAY given to hyper with requests still pending");
+            }
+            held.until = None;
+        }
+        let n = (held.bytes.len() - held.at).min(buf.remaining());
+        buf.put_slice(&held.bytes[held.at..held.at + n]);
+        held.at += n;
+        if held.at == held.bytes.len() {
+            self.held = None;
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -127,21 +265,39 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.held.is_some() {
+            return this.poll_held(cx, buf);
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = polled {
-            let first = this.scan.goaways == 0;
-            if this.scan.feed(&buf.filled()[before..]) == Seen::GoAway {
-                this.going_away.store(true, Ordering::Release);
-                if first {
-                    tracing::debug!(
-                        last_stream_id = this.scan.last_stream_id(),
-                        "upstream sent GOAWAY: no new stream on this connection"
-                    );
-                }
-            }
+        if !matches!(polled, Poll::Ready(Ok(()))) {
+            return polled;
         }
-        polled
+        let first = this.scan.goaways == 0;
+        let Seen::GoAway { end } = this.scan.feed(&buf.filled()[before..]) else {
+            return polled;
+        };
+        this.gate.go_away();
+        if !first || this.gate.is_clear() {
+            return polled;
+        }
+        tracing::debug!(
+            last_stream_id = this.scan.last_stream_id(),
+            "upstream sent GOAWAY: held from hyper until its pending requests are taken up"
+        );
+        // From the frame's start if it is in this read (a partial header
+        // is harmless: hyper acts on whole frames only).
+        let from = before + end.saturating_sub(HEADER);
+        this.held = Some(Held {
+            bytes: buf.filled()[from..].to_vec(),
+            at: 0,
+            until: Some(Box::pin(tokio::time::sleep(HOLD_AT_MOST))),
+        });
+        buf.set_filled(from);
+        if from > before {
+            return polled;
+        }
+        this.poll_held(cx, buf)
     }
 }
 
@@ -228,17 +384,13 @@ mod tests {
                     (cut, &s[cut..second]),
                     (second, &s[second..]),
                 ] {
-                    if scan.feed(piece) == Seen::GoAway {
+                    if let Seen::GoAway { end: e } = scan.feed(piece) {
                         assert!(at.is_none(), "one GOAWAY reported once");
-                        at = Some(start + piece.len());
+                        at = Some(start + e);
                     }
                 }
-                // Reported in the piece that completed its header.
-                let piece_end = [cut, second, s.len()]
-                    .into_iter()
-                    .find(|&e| e >= end)
-                    .unwrap();
-                assert_eq!(at, Some(piece_end), "cuts at {cut} and {second}");
+                // Reported where its header ends, in whichever piece.
+                assert_eq!(at, Some(end), "cuts at {cut} and {second}");
                 assert_eq!(scan.goaways, 1);
                 assert_eq!(scan.last_stream_id(), Some(0x7fff_ffff));
                 assert_eq!((scan.have, scan.payload), (0, 0), "ends on a boundary");
@@ -253,7 +405,7 @@ mod tests {
         let mut scan = FrameScan::default();
         let hits = s
             .iter()
-            .filter(|b| scan.feed(std::slice::from_ref(b)) == Seen::GoAway)
+            .filter(|b| scan.feed(std::slice::from_ref(b)) != Seen::Nothing)
             .count();
         assert_eq!(hits, 2);
         assert_eq!(
@@ -276,5 +428,64 @@ mod tests {
             assert_eq!(scan.feed(chunk), Seen::Nothing);
         }
         assert_eq!((scan.goaways, scan.have, scan.payload), (0, 0, 0));
+    }
+    /// Reads what `watched` gives now, without waiting.
+    async fn read_now(watched: &mut Watched<&[u8]>) -> Option<Vec<u8>> {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; 4096];
+        let read = watched.read(&mut buf);
+        let n = futures_util::FutureExt::now_or_never(read)?;
+        Some(buf[..n.expect("reads from memory")].to_vec())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn goaway_is_held_from_hyper_while_a_request_is_pending() {
+        let settings = frame(0x4, &[]);
+        let mut bytes = settings.clone();
+        bytes.extend(goaway(1));
+        bytes.extend(frame(0x0, &[7; 5]));
+        let gate = Arc::new(Gate::default());
+        let pending = gate.enter().expect("not going away yet");
+        let mut watched = Watched::new(&bytes[..], gate.clone());
+        assert_eq!(read_now(&mut watched).await, Some(settings.clone()));
+        assert!(gate.is_going_away(), "known before hyper reads the frame");
+        assert!(gate.enter().is_none(), "no request enters once going away");
+        assert_eq!(read_now(&mut watched).await, None, "held");
+        drop(pending.clone());
+        assert_eq!(
+            read_now(&mut watched).await,
+            Some(bytes[settings.len()..].to_vec())
+        );
+        assert!(!gate.was_forced());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hold_ends_after_its_bound_and_says_so() {
+        let bytes = goaway(1);
+        let gate = Arc::new(Gate::default());
+        let pending = gate.enter().expect("not going away yet");
+        let mut watched = Watched::new(&bytes[..], gate.clone());
+        assert_eq!(
+            read_now(&mut watched).await,
+            None,
+            "held from the first byte"
+        );
+        tokio::time::advance(HOLD_AT_MOST).await;
+        assert_eq!(read_now(&mut watched).await, Some(bytes.clone()));
+        assert!(gate.was_forced(), "a GOAWAY error on it proves nothing now");
+        pending.leave();
+        assert!(gate.is_clear());
+    }
+
+    #[tokio::test]
+    async fn nothing_is_held_without_pending_requests() {
+        let mut bytes = goaway(1);
+        bytes.extend(goaway(1));
+        let gate = Arc::new(Gate::default());
+        let entered = gate.enter();
+        drop(entered);
+        let mut watched = Watched::new(&bytes[..], gate.clone());
+        assert_eq!(read_now(&mut watched).await, Some(bytes.clone()));
+        assert!(gate.is_going_away() && gate.is_clear() && !gate.was_forced());
     }
 }

@@ -7,7 +7,7 @@
 
 mod conn;
 pub mod dns;
-mod goaway;
+pub(crate) mod goaway;
 pub mod health;
 mod origins;
 pub mod pool;

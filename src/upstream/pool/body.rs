@@ -1,12 +1,11 @@
 //! The bodies the pool wraps: [`DoneSignal`] around a request body (says when
-//! it has been sent, which starts the response timeout, and whether hyper
-//! opened a stream for it) and [`UpstreamBody`]
+//! it has been sent, which starts the response timeout, and when hyper took
+//! it up) and [`UpstreamBody`]
 //! around a response body (gives the connection or stream back to the pool
 //! when it ends or is dropped). Also the lease a request holds, [`Held`].
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use hyper::body::Incoming;
 
 use super::{Pool, PoolLease};
 use crate::body::ProxyBody;
+use crate::upstream::goaway::Pending;
 
 /// A lease that goes back to the pool when dropped (as not reusable unless
 /// `finish(true)` said otherwise), so a cancelled request never leaks a
@@ -80,23 +80,14 @@ pub(super) async fn with_response_timeout<F: Future<Output = TryResult>>(
 
 pin_project_lite::pin_project! {
     /// The request body on its way upstream; says when it has ended, and
-    /// whether hyper ever polled it.
-    ///
-    /// hyper's HTTP/2 client polls a body only from the task it starts once
-    /// the stream exists, and reports that stream's errors from there; an
-    /// error it returns for a body it never polled may instead be the
-    /// connection's error, given to a stream that was opened (and possibly
-    /// processed) just before the connection learnt of a GOAWAY. So only a
-    /// polled body proves that a GOAWAY error is the stream's own (its id
-    /// was above the GOAWAY's last stream id). For an empty body to be
-    /// polled, an HTTP/2 request hides its end: the END_STREAM flag then
-    /// travels on an empty DATA frame instead of the HEADERS frame.
+    /// (HTTP/2) when hyper took the request up: it polls the body from the
+    /// stream it opened for it, or drops it (see `upstream/goaway.rs`).
     pub struct DoneSignal {
         #[pin]
         inner: ProxyBody,
         done: Option<tokio::sync::oneshot::Sender<()>>,
-        // Until the first poll: the flag to set then.
-        polled: Option<Arc<AtomicBool>>,
+        // Until the first poll (or drop): hyper has not taken the request up.
+        pending: Option<Pending>,
     }
 }
 
@@ -105,7 +96,7 @@ impl DoneSignal {
         let mut this = DoneSignal {
             inner,
             done: Some(done),
-            polled: None,
+            pending: None,
         };
         if this.inner.is_end_stream() {
             this.fire();
@@ -113,11 +104,9 @@ impl DoneSignal {
         this
     }
 
-    /// Records in `polled` the first poll of the body, and until then hides
-    /// the end of an empty body so that it is polled (HTTP/2 only: HTTP/1.1
-    /// would frame a body that does not say it is empty).
-    pub(super) fn watched(mut self, polled: Arc<AtomicBool>) -> Self {
-        self.polled = Some(polled);
+    /// `pending` is left at the first poll or when the body is dropped.
+    pub(super) fn watched(mut self, pending: Option<Pending>) -> Self {
+        self.pending = pending;
         self
     }
 
@@ -137,8 +126,8 @@ impl Body for DoneSignal {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        if let Some(flag) = this.polled.take() {
-            flag.store(true, Ordering::Release);
+        if let Some(pending) = this.pending.take() {
+            pending.leave();
         }
         let polled = this.inner.poll_frame(cx);
         let ended = match &polled {
@@ -153,7 +142,7 @@ impl Body for DoneSignal {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.polled.is_none() && self.inner.is_end_stream()
+        self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

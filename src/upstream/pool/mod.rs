@@ -34,7 +34,7 @@ mod race;
 mod shape;
 pub mod state;
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -51,6 +51,7 @@ pub use state::PoolStats;
 
 use super::conn::ConnSettings;
 use super::dns::Dns;
+use super::goaway::{Gate, Pending};
 use super::health::{Backoff, Health};
 use super::{Protocol, Timing, UpstreamError};
 use crate::body::ProxyBody;
@@ -108,15 +109,16 @@ impl Handle for http1::SendRequest<ProxyBody> {
 pub(crate) struct H2Handle {
     sender: http2::SendRequest<ProxyBody>,
     max_streams: Arc<AtomicUsize>,
-    /// Set as soon as the origin's GOAWAY is read (`upstream/goaway.rs`),
-    /// or when a stream learnt of it: the pool then gives the connection no
-    /// new stream, before hyper has processed the frame.
-    going_away: Arc<AtomicBool>,
+    /// Going away as soon as the origin's GOAWAY is read, or a stream
+    /// learnt of it: the pool then gives the connection no new stream. Also
+    /// counts the requests handed to hyper and not yet taken up, from
+    /// which the reader holds a GOAWAY back (`upstream/goaway.rs`).
+    gate: Arc<Gate>,
 }
 
 impl Handle for H2Handle {
     fn is_closed(&self) -> bool {
-        self.going_away.load(Ordering::Relaxed) || self.sender.is_closed()
+        self.gate.is_going_away() || self.sender.is_closed()
     }
 
     fn max_streams(&self) -> usize {
@@ -180,8 +182,10 @@ impl Pool {
     /// Sends `req`. Retries, at most [`MAX_RETRIES`] times, a request the
     /// origin cannot have processed: one that never left (hyper hands it
     /// back), one an HTTP/2 origin refused (`REFUSED_STREAM`, or GOAWAY
-    /// above its last stream id, which only a stream whose body hyper
-    /// polled proves: see [`DoneSignal`]); and, on HTTP/1.1 only and once on
+    /// above its last stream id: the connection's reader holds a GOAWAY
+    /// back until hyper has taken up every request handed to it, so hyper
+    /// never gives the connection's GOAWAY to a stream it has just opened;
+    /// see `Gate`); and, on HTTP/1.1 only and once on
     /// a fresh connection, a bodyless request whose reused connection broke
     /// before any response byte (README "The upstream pool").
     pub async fn send(
@@ -192,7 +196,7 @@ impl Pool {
         let mut timing = Timing::default();
         let mut fresh = false;
         loop {
-            let (mut held, reused) = self.checkout(&mut timing, fresh).await?;
+            let (mut held, reused, pending) = self.checkout(&mut timing, fresh).await?;
             let is_h2 = matches!(held.lease_mut(), Lease::H2(_));
             timing.addr = Some(held.lease_mut().addr());
             timing.reused = reused;
@@ -208,16 +212,9 @@ impl Pool {
             let may_retry = timing.retries < MAX_RETRIES;
             let head = (may_retry && req.body().is_end_stream()).then(|| clone_head(&req));
             let (body_done_tx, body_done_rx) = tokio::sync::oneshot::channel();
-            // Whether hyper polled the body: on HTTP/2 the proof that a
-            // GOAWAY error is this stream's own (see `DoneSignal`).
-            let opened = Arc::new(AtomicBool::new(false));
             let req_for_send = req.map(|b| {
                 let body = DoneSignal::wrap(b, body_done_tx);
-                let body = if is_h2 {
-                    body.watched(opened.clone())
-                } else {
-                    body
-                };
+                let body = body.watched(pending.clone());
                 body.boxed_unsync()
             });
             let sent_at = Instant::now();
@@ -239,17 +236,25 @@ impl Pool {
                 }
                 Some(Err(err)) => err,
             };
+            drop(pending);
             let unsent = err.take_message();
             let refusal = refusal(err.error());
-            if let Lease::H2(stream) = held.lease_mut()
-                && (unsent.is_some() || refusal == Some(Refusal::GoAway))
-            {
-                // The connection is going away: no new stream on it from now.
-                stream.handle.going_away.store(true, Ordering::Relaxed);
-            }
+            // A GOAWAY error is the stream's own (it was refused) unless the
+            // connection's reader had to give the GOAWAY to hyper with
+            // requests still on their way to a stream (see `Gate`).
+            let forced = match held.lease_mut() {
+                Lease::H2(stream) => {
+                    if unsent.is_some() || refusal == Some(Refusal::GoAway) {
+                        // Going away: no new stream on it from now.
+                        stream.handle.gate.go_away();
+                    }
+                    stream.handle.gate.was_forced()
+                }
+                Lease::H1(_) => false,
+            };
             held.finish(false);
             let refused = match refusal {
-                Some(Refusal::GoAway) => opened.load(Ordering::Acquire),
+                Some(Refusal::GoAway) => !forced,
                 Some(Refusal::RefusedStream) => true,
                 None => false,
             };
@@ -282,7 +287,7 @@ impl Pool {
         self: &Arc<Self>,
         timing: &mut Timing,
         fresh: bool,
-    ) -> Result<(Held, bool), UpstreamError> {
+    ) -> Result<(Held, bool, Option<Pending>), UpstreamError> {
         self.ensure_answer(timing).await?;
         let wait_started = Instant::now();
         let deadline = wait_started + self.shared.config.wait_timeout;
@@ -300,17 +305,29 @@ impl Pool {
                 Take::Refused(refused) => return Err(UpstreamError::Refused(refused)),
                 Take::Reuse(lease) => {
                     let mut held = Held::new(lease, self.clone());
-                    if let Lease::H1(conn) = held.lease_mut()
-                        && conn.handle.ready().await.is_err()
-                    {
-                        // Closed by the origin while idle: never handed out.
-                        continue;
-                    }
-                    return Ok((held, true));
+                    let pending = match held.lease_mut() {
+                        Lease::H1(conn) => {
+                            if conn.handle.ready().await.is_err() {
+                                // Closed by the origin while idle: never handed out.
+                                continue;
+                            }
+                            None
+                        }
+                        Lease::H2(stream) => match stream.handle.gate.enter() {
+                            Some(pending) => Some(pending),
+                            // Its GOAWAY was read since the pool chose it.
+                            None => continue,
+                        },
+                    };
+                    return Ok((held, true, pending));
                 }
                 Take::Connect(ticket) => {
-                    let lease = self.connect(ticket, timing).await?;
-                    return Ok((Held::new(lease, self.clone()), false));
+                    let mut held = Held::new(self.connect(ticket, timing).await?, self.clone());
+                    let pending = match held.lease_mut() {
+                        Lease::H1(_) => None,
+                        Lease::H2(stream) => stream.handle.gate.enter(),
+                    };
+                    return Ok((held, false, pending));
                 }
                 Take::Wait => {
                     if !waited {
@@ -340,7 +357,7 @@ impl Pool {
         let mut timing = Timing::default();
         let result = self.checkout(&mut timing, true).await;
         self.lock().warm_done();
-        let (held, _) = result?;
+        let (held, _, _) = result?;
         held.finish(true);
         Ok(())
     }

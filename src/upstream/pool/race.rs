@@ -231,7 +231,7 @@ impl Pool {
             Sender::H2(sender) => Opened::H2(H2Handle {
                 sender,
                 max_streams: opened.max_streams,
-                going_away: opened.going_away,
+                gate: opened.gate,
             }),
         };
         let (lease, wake) = slots.connected(ticket, conn, now);
