@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS  ?=
 
-.PHONY: build run test test-rust test-aws bench fuzz lint clean man
+.PHONY: build run test test-rust test-aws bench soak fuzz lint clean man
 
 build:
 	$(CARGO) build --release
@@ -26,6 +26,14 @@ test-aws:
 
 bench:
 	$(CARGO) bench
+
+# A benchmark, not a test: the release binary under mixed traffic for
+# SOAK_SECONDS (many clients and origin names, large and small bodies,
+# origin restarts, DNS changes); prints RSS, fds, threads and tasks every few
+# seconds and the slope of RSS after warm-up.
+SOAK_SECONDS ?= 600
+soak:
+	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) bench --bench soak
 
 # Each fuzz target for FUZZ_SECONDS (cargo-fuzz on the stable toolchain via
 # RUSTC_BOOTSTRAP; installs cargo-fuzz on first use). `make test` replays

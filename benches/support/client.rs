@@ -60,7 +60,12 @@ impl Conn {
     /// HTTP/1.1 request, the `:authority` of an HTTP/2 one); an error unless
     /// the answer is `200` with 1 KiB.
     pub async fn call(&mut self, authority: &str) -> Res<()> {
-        let body = Full::new(Bytes::from_static(&KIB));
+        self.call_with(authority, Bytes::from_static(&KIB)).await
+    }
+
+    /// [`Conn::call`] with `body` as the request body.
+    pub async fn call_with(&mut self, authority: &str, body: Bytes) -> Res<()> {
+        let body = Full::new(body);
         let resp = match self {
             Conn::H1(sender) => {
                 let mut req = Request::post("/").body(body)?;

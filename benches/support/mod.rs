@@ -1,9 +1,14 @@
 //! What the proxy benchmark is made of: a local TLS origin with test-time
 //! certificates (`origin`), a userspace delay relay that makes 127.0.0.1
 //! look like a far region (`relay`), HTTP clients (`client`), and the
-//! processes under test with their `/proc` counters (`procs`).
+//! processes under test with their `/proc` counters (`procs`); the DNS
+//! server is the integration tests' (`dns`).
 
 pub mod client;
+/// The integration tests' DNS server (hickory-server, names set at run time).
+#[allow(dead_code)]
+#[path = "../../tests/integration/support/dns.rs"]
+pub mod dns;
 pub mod origin;
 pub mod procs;
 pub mod relay;

@@ -105,6 +105,8 @@ pub struct Origin {
     pub addr: SocketAddr,
     accepted: Arc<AtomicUsize>,
     task: JoinHandle<()>,
+    /// Dropped with the origin: its open connections end too.
+    _stop: tokio::sync::watch::Sender<()>,
 }
 
 impl Origin {
@@ -120,16 +122,28 @@ impl Origin {
         tls: Arc<ServerConfig>,
         goaway_after: Option<usize>,
     ) -> Res<Origin> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Origin::start_at(tls, goaway_after, SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Like [`Origin::start_recycling`], listening on `at` (a fixed port
+    /// lets a restarted origin come back where it was).
+    pub async fn start_at(
+        tls: Arc<ServerConfig>,
+        goaway_after: Option<usize>,
+        at: SocketAddr,
+    ) -> Res<Origin> {
+        let listener = tokio::net::TcpListener::bind(at).await?;
         let addr = listener.local_addr()?;
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let (stop_tx, stop) = tokio::sync::watch::channel(());
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::Relaxed);
                 let _ = tcp.set_nodelay(true);
                 let acceptor = acceptor.clone();
+                let mut stop = stop.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
@@ -154,6 +168,7 @@ impl Origin {
                     loop {
                         tokio::select! {
                             _ = conn.as_mut() => break,
+                            _ = stop.changed() => break,
                             () = recycle.notified(), if !closing => {
                                 conn.as_mut().graceful_shutdown();
                                 closing = true;
@@ -167,6 +182,7 @@ impl Origin {
             addr,
             accepted,
             task,
+            _stop: stop_tx,
         })
     }
 
@@ -174,6 +190,15 @@ impl Origin {
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::Relaxed)
     }
+}
+
+/// Flags for origins on 127.0.0.0/8 (read by `dns.rs`, shared with the
+/// integration tests, which passes no origins).
+pub fn args_for(_origins: &[&Origin]) -> Vec<String> {
+    "--allow-host * --allow-port * --allow-cidr 127.0.0.0/8"
+        .split(' ')
+        .map(str::to_owned)
+        .collect()
 }
 
 impl Drop for Origin {
