@@ -17,7 +17,8 @@
 //! Every `SOAK_EVERY` seconds (default 5) one row: RSS, open fds, threads,
 //! live tokio tasks (`/.api/stats`), pools (`/metrics`), requests done and
 //! failed. Then: RSS at the end of warm-up (the first fifth, at least 30 s)
-//! and at the end, and the least-squares slope of RSS after warm-up.
+//! and at the end, and the least-squares slope of RSS after warm-up and over
+//! the second half.
 // One crate of bench support: `pub` in its modules means shared between
 // its files, so the library's `unreachable_pub` rule does not apply.
 #![allow(unreachable_pub)]
@@ -223,6 +224,16 @@ async fn run(soak: &Soak) -> Res<()> {
         slope(&after) * 60.0,
         after.len(),
         status_value(proxy.pid, "VmHWM:").unwrap_or(0)
+    );
+    let half = soak.seconds as f64 / 2.0;
+    let second: Vec<(f64, u64)> = samples
+        .iter()
+        .copied()
+        .filter(|(t, _)| *t >= half)
+        .collect();
+    println!(
+        "slope over the second half ({half:.0} s on): {:.1} KiB/min",
+        slope(&second) * 60.0
     );
     let tail = proxy.stderr_tail();
     if !tail.is_empty() {
