@@ -9,6 +9,10 @@
 //! upload that would pass the cap mid-stream fails (its request is already
 //! on its way, so the client sees the upstream error, not a 503).
 //!
+//! The pool also keeps a replay copy of small request bodies (see
+//! `upstream/pool/replay.rs`) when the budget has room; without room the
+//! body streams and is not replayed, nothing is refused.
+//!
 //! A reservation is taken before the bytes are read (the declared
 //! `Content-Length`, else as the bytes arrive) and given back when the
 //! buffered body is dropped, after it was sent or when the request failed.
@@ -54,7 +58,7 @@ impl BufferBudget {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "ccnproxy_buffered_bytes",
-            "Request-body bytes held in memory now (--sign hashing), at most --max-buffered-bytes",
+            "Request-body bytes held in memory now (--sign hashing, replay copies), at most --max-buffered-bytes",
             self.held.clone(),
         );
         registry.register(
@@ -82,6 +86,16 @@ impl BufferBudget {
             bytes: 0,
         };
         reservation.grow(bytes).then_some(reservation)
+    }
+
+    /// Takes `bytes` if there is room, without counting a refusal: for
+    /// buffers that are optional (a replay copy), whose absence refuses
+    /// nothing.
+    pub fn reserve_if_room(self: &Arc<Self>, bytes: u64) -> Option<Reservation> {
+        self.take(bytes).then(|| Reservation {
+            budget: self.clone(),
+            bytes,
+        })
     }
 
     fn take(&self, bytes: u64) -> bool {

@@ -135,8 +135,14 @@ pub async fn run_reporting(
     ready: impl FnOnce(Bound) + Send,
 ) -> Result<(), RunError> {
     let policy = Arc::new(policy::Policy::new(&config.policy).map_err(RunError::Config)?);
-    let upstream = upstream::Upstream::new(&config.pool, &config.dns, &config.tls, policy.clone())?;
     let buffered = budget::BufferBudget::new(config.limits.max_buffered_bytes);
+    let upstream = upstream::Upstream::new(
+        &config.pool,
+        &config.dns,
+        &config.tls,
+        policy.clone(),
+        buffered.clone(),
+    )?;
     let signer = if config.sign.enabled {
         let signer = sign::Signer::new(&config.sign).await?;
         Some(Arc::new(signer.with_budget(buffered.clone())))

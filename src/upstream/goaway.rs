@@ -209,7 +209,13 @@ impl Drop for Pending {
 struct Held {
     bytes: Vec<u8>,
     at: usize,
+    /// Until the hold ends (`None`: serving the bytes).
     until: Option<Pin<Box<Sleep>>>,
+    /// A read found the gate clear (hyper had taken every request up).
+    clear: bool,
+    /// A flush came after `clear`: hyper has written the frames of those
+    /// requests, ahead of its answer to a PING that follows the GOAWAY.
+    flushed: bool,
 }
 
 /// An upstream HTTP/2 stream whose reads are scanned for GOAWAY.
@@ -239,10 +245,11 @@ impl<S> Watched<S> {
         if let Some(until) = &mut held.until {
             self.gate.waker.register(cx.waker());
             let timed_out = until.as_mut().poll(cx).is_ready();
-            if !self.gate.is_clear() {
-                if !timed_out {
-                    return Poll::Pending;
-                }
+            held.clear |= self.gate.is_clear();
+            if !(timed_out || held.clear && held.flushed) {
+                return Poll::Pending;
+            }
+            if !held.clear {
                 self.gate.forced.store(true, Ordering::SeqCst);
                 tracing::debug!("upstream GOAWAY given to hyper with requests still pending");
             }
@@ -278,12 +285,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
             return polled;
         };
         this.gate.go_away();
-        if !first || this.gate.is_clear() {
+        if !first {
             return polled;
         }
         tracing::debug!(
             last_stream_id = this.scan.last_stream_id(),
-            "upstream sent GOAWAY: held from hyper until its pending requests are taken up"
+            "upstream sent GOAWAY: held from hyper until its pending requests are out"
         );
         // From the frame's start if it is in this read (a partial header
         // is harmless: hyper acts on whole frames only).
@@ -292,6 +299,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
             bytes: buf.filled()[from..].to_vec(),
             at: 0,
             until: Some(Box::pin(tokio::time::sleep(HOLD_AT_MOST))),
+            clear: false,
+            flushed: false,
         });
         buf.set_filled(from);
         if from > before {
@@ -323,7 +332,18 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        if let Some(held) = &mut this.held
+            && held.clear
+            && !held.flushed
+            && flushed.is_ready()
+        {
+            // The reader may release the GOAWAY now: have it polled again.
+            held.flushed = true;
+            cx.waker().wake_by_ref();
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -429,33 +449,49 @@ mod tests {
         }
         assert_eq!((scan.goaways, scan.have, scan.payload), (0, 0, 0));
     }
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    /// A connection whose peer has sent `bytes` (keep the peer: while it
+    /// lives, reads see no end of stream).
+    async fn connection(bytes: &[u8], gate: &Arc<Gate>) -> (Watched<DuplexStream>, DuplexStream) {
+        let (ours, mut theirs) = tokio::io::duplex(64 * 1024);
+        theirs.write_all(bytes).await.expect("fits");
+        (Watched::new(ours, gate.clone()), theirs)
+    }
+
     /// Reads what `watched` gives now, without waiting.
-    async fn read_now(watched: &mut Watched<&[u8]>) -> Option<Vec<u8>> {
-        use tokio::io::AsyncReadExt;
+    fn read_now(watched: &mut Watched<DuplexStream>) -> Option<Vec<u8>> {
         let mut buf = vec![0; 4096];
-        let read = watched.read(&mut buf);
-        let n = futures_util::FutureExt::now_or_never(read)?;
+        let n = futures_util::FutureExt::now_or_never(watched.read(&mut buf))?;
         Some(buf[..n.expect("reads from memory")].to_vec())
     }
 
+    fn flush_now(watched: &mut Watched<DuplexStream>) {
+        futures_util::FutureExt::now_or_never(watched.flush())
+            .expect("nothing to flush")
+            .expect("flushed");
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn goaway_is_held_from_hyper_while_a_request_is_pending() {
+    async fn goaway_is_held_until_pending_requests_are_taken_up_and_written() {
         let settings = frame(0x4, &[]);
         let mut bytes = settings.clone();
-        bytes.extend(goaway(1));
-        bytes.extend(frame(0x0, &[7; 5]));
+        bytes.extend(goaway(0x7fff_ffff));
+        bytes.extend(frame(0x6, &[7; 8]));
         let gate = Arc::new(Gate::default());
         let pending = gate.enter().expect("not going away yet");
-        let mut watched = Watched::new(&bytes[..], gate.clone());
-        assert_eq!(read_now(&mut watched).await, Some(settings.clone()));
+        let (mut watched, _peer) = connection(&bytes, &gate).await;
+        assert_eq!(read_now(&mut watched), Some(settings.clone()));
         assert!(gate.is_going_away(), "known before hyper reads the frame");
         assert!(gate.enter().is_none(), "no request enters once going away");
-        assert_eq!(read_now(&mut watched).await, None, "held");
+        assert_eq!(read_now(&mut watched), None, "held");
+        flush_now(&mut watched);
+        assert_eq!(read_now(&mut watched), None, "held: a request is pending");
         drop(pending.clone());
-        assert_eq!(
-            read_now(&mut watched).await,
-            Some(bytes[settings.len()..].to_vec())
-        );
+        assert_eq!(read_now(&mut watched), None, "held: its frames are not out");
+        flush_now(&mut watched);
+        let rest = bytes[settings.len()..].to_vec();
+        assert_eq!(read_now(&mut watched), Some(rest));
         assert!(!gate.was_forced());
     }
 
@@ -464,28 +500,29 @@ mod tests {
         let bytes = goaway(1);
         let gate = Arc::new(Gate::default());
         let pending = gate.enter().expect("not going away yet");
-        let mut watched = Watched::new(&bytes[..], gate.clone());
-        assert_eq!(
-            read_now(&mut watched).await,
-            None,
-            "held from the first byte"
-        );
+        let (mut watched, _peer) = connection(&bytes, &gate).await;
+        assert_eq!(read_now(&mut watched), None, "held from the first byte");
         tokio::time::advance(HOLD_AT_MOST).await;
-        assert_eq!(read_now(&mut watched).await, Some(bytes.clone()));
+        assert_eq!(read_now(&mut watched), Some(bytes.clone()));
         assert!(gate.was_forced(), "a GOAWAY error on it proves nothing now");
         pending.leave();
         assert!(gate.is_clear());
     }
 
-    #[tokio::test]
-    async fn nothing_is_held_without_pending_requests() {
+    #[tokio::test(start_paused = true)]
+    async fn without_pending_requests_one_flush_releases_it() {
         let mut bytes = goaway(1);
         bytes.extend(goaway(1));
         let gate = Arc::new(Gate::default());
-        let entered = gate.enter();
-        drop(entered);
-        let mut watched = Watched::new(&bytes[..], gate.clone());
-        assert_eq!(read_now(&mut watched).await, Some(bytes.clone()));
+        drop(gate.enter());
+        let (mut watched, _peer) = connection(&bytes, &gate).await;
+        assert_eq!(read_now(&mut watched), None, "held");
+        flush_now(&mut watched);
+        assert_eq!(
+            read_now(&mut watched),
+            Some(bytes.clone()),
+            "the second is not held"
+        );
         assert!(gate.is_going_away() && gate.is_clear() && !gate.was_forced());
     }
 }

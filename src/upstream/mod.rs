@@ -26,6 +26,7 @@ pub use pool::{PoolStats, UpstreamBody};
 pub use timing::{Protocol, Timing};
 
 use crate::body::ProxyBody;
+use crate::budget::BufferBudget;
 use crate::config::{DnsConfig, PoolConfig, TlsConfig};
 use crate::policy::{Policy, PolicyError};
 use crate::route::Origin;
@@ -111,11 +112,13 @@ pub struct Upstream {
 
 impl Upstream {
     /// Builds the client; starts the sweeper that closes idle connections.
+    /// Replay copies of request bodies are charged to `buffered`.
     pub fn new(
         pool: &PoolConfig,
         dns: &DnsConfig,
         tls: &TlsConfig,
         policy: Arc<Policy>,
+        buffered: Arc<BufferBudget>,
     ) -> Result<Arc<Self>, SetupError> {
         let shared = Arc::new(Shared {
             dns: dns::Dns::new(dns).map_err(SetupError::Dns)?,
@@ -128,6 +131,7 @@ impl Upstream {
             policy,
             stale_grace: dns.stale_grace,
             next_id: AtomicU64::new(1),
+            buffered,
         });
         let upstream = Arc::new(Upstream {
             shared,

@@ -5,12 +5,15 @@
 //! logged.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use http::Response;
+use http_body_util::BodyExt;
 use tokio::task::JoinSet;
 
 use crate::support::admin::METRICS_LISTEN;
 use crate::support::client;
-use crate::support::{Origin, Proxy};
+use crate::support::{Origin, Proxy, origin};
 
 const HOST: &str = "example.test.ccnproxy-https";
 const ORIGIN: &str = "https://example.test:443";
@@ -21,9 +24,16 @@ const ORIGIN: &str = "https://example.test:443";
 const CLIENTS: usize = 16;
 const PER_CLIENT: usize = 20;
 
-/// `CLIENTS` keep-alive clients, `PER_CLIENT` GETs each, every request
-/// with its own `X-Chocon-Id`; returns the statuses that were not 200.
-async fn load(proxy: &Proxy) -> Vec<String> {
+/// A POST body of about 1 KiB that names its request.
+fn post_body(id: &str) -> String {
+    format!("{id};").repeat(1024 / (id.len() + 1))
+}
+
+/// `CLIENTS` keep-alive clients, `PER_CLIENT` requests each (GETs, or
+/// POSTs with [`post_body`] to an echoing origin), every request with its
+/// own `X-Chocon-Id`; returns the answers that were not 200 (or not the
+/// POST's body).
+async fn load(proxy: &Proxy, post: bool) -> Vec<String> {
     let mut tasks = JoinSet::new();
     for c in 0..CLIENTS {
         let mut conn = proxy.client().await;
@@ -31,15 +41,16 @@ async fn load(proxy: &Proxy) -> Vec<String> {
             let mut bad = Vec::new();
             for i in 0..PER_CLIENT {
                 let id = format!("c{c}-r{i}");
-                let req = client::request(
-                    "GET",
-                    HOST,
-                    &format!("/{id}"),
-                    &[("x-chocon-id", &id)],
-                    client::empty(),
-                );
+                let (method, body, echo) = if post {
+                    let body = post_body(&id);
+                    ("POST", client::full(body.clone()), body)
+                } else {
+                    ("GET", client::empty(), String::new())
+                };
+                let headers = [("x-chocon-id", id.as_str())];
+                let req = client::request(method, HOST, &format!("/{id}"), &headers, body);
                 match conn.send(req).await {
-                    Ok(resp) if resp.status() == 200 => {}
+                    Ok(resp) if resp.status() == 200 && (!post || resp.text() == echo) => {}
                     Ok(resp) => bad.push(format!("{id}: {} {}", resp.status(), resp.text())),
                     Err(err) => bad.push(format!("{id}: {err}")),
                 }
@@ -58,9 +69,57 @@ async fn load(proxy: &Proxy) -> Vec<String> {
 async fn goaway_every_few_streams_gives_clients_no_error_and_no_duplicate() {
     let origin = Origin::tls_h2().goaway_after(8).start().await;
     let proxy = Proxy::start(origin.proxy_args_with(&METRICS_LISTEN)).await;
-    let bad = load(&proxy).await;
+    let bad = load(&proxy, false).await;
+    answered_once(&origin, &proxy, bad).await;
+    assert!(
+        origin.accepted() >= CLIENTS * PER_CLIENT / 8 / 4,
+        "precondition: the origin recycled its connections ({} accepted)",
+        origin.accepted()
+    );
+}
 
-    let total = CLIENTS * PER_CLIENT;
+/// An origin that reads the whole request body, then answers with it.
+fn reading_origin() -> origin::OriginBuilder {
+    Origin::tls_h2().handler(|req| async move {
+        let body = req.into_body().collect().await.expect("request body");
+        Response::new(origin::full(body.to_bytes()))
+    })
+}
+
+#[tokio::test]
+async fn posts_through_a_recycling_origin_reach_it_once_with_their_bodies() {
+    let origin = reading_origin().goaway_after(8).start().await;
+    let proxy = Proxy::start(origin.proxy_args_with(&METRICS_LISTEN)).await;
+    let bad = load(&proxy, true).await;
+    answered_once(&origin, &proxy, bad).await;
+}
+
+#[tokio::test]
+async fn refused_posts_are_replayed_with_their_bodies() {
+    // A new connection's first burst goes out before the origin's SETTINGS
+    // arrive with its limit of one stream: the streams above it are
+    // refused (REFUSED_STREAM, not processed), and a small body of known
+    // length was kept so the POST is sent again like a GET.
+    // Whether SETTINGS overtake the burst is up to the scheduler: a few
+    // fresh rounds, until one had streams refused.
+    for _ in 0..5 {
+        let origin = reading_origin()
+            .max_concurrent_streams(1)
+            .delay(Duration::from_millis(20))
+            .start()
+            .await;
+        let proxy = Proxy::start(origin.proxy_args_with(&METRICS_LISTEN)).await;
+        let bad = load(&proxy, true).await;
+        if answered_once(&origin, &proxy, bad).await > 0 {
+            return;
+        }
+    }
+    panic!("precondition: in 5 rounds the origin never refused a stream");
+}
+
+/// Checks what [`load`] left: every request answered, each processed
+/// once, retries counted and logged (returns how many).
+async fn answered_once(origin: &Origin, proxy: &Proxy, bad: Vec<String>) -> u64 {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for req in origin.requests_seen() {
         let id = req
@@ -77,15 +136,8 @@ async fn goaway_every_few_streams_gives_clients_no_error_and_no_duplicate() {
             assert_eq!(seen.get(&id), Some(&1), "{id} reached the origin once");
         }
     }
-    assert!(
-        origin.accepted() >= total / 8 / 4,
-        "precondition: the origin recycled its connections ({} accepted)",
-        origin.accepted()
-    );
-
     // Every retry is counted, and the access log says which requests had one.
-    let logs = proxy.logs_until(total).await;
-    // (A failed request's line carries no upstream timing, retries included.)
+    let logs = proxy.logs_until(CLIENTS * PER_CLIENT).await;
     let logged: u64 = logs.iter().filter_map(|l| l["retries"].as_u64()).sum();
     let m = proxy.metrics().await;
     let counted = m.pool_value("ccnproxy_pool_retries_total", ORIGIN);
@@ -94,13 +146,14 @@ async fn goaway_every_few_streams_gives_clients_no_error_and_no_duplicate() {
         logs.iter().all(|l| l["retries"].as_u64() <= Some(2)),
         "retries are bounded"
     );
+    logged
 }
 
 #[tokio::test]
 async fn streams_in_flight_at_goaway_finish_on_their_connection() {
     // Every stream of a connection below its GOAWAY completes there: with
-    // GOAWAY after each request, each connection serves one, and the first
-    // request of each was never retried elsewhere.
+    // GOAWAY after each request, a connection serves the request that
+    // triggered it (and one sent before the GOAWAY arrived), none twice.
     let origin = Origin::tls_h2().goaway_after(1).start().await;
     let proxy = Proxy::start(origin.proxy_args()).await;
     for i in 0..20 {
@@ -117,5 +170,9 @@ async fn streams_in_flight_at_goaway_finish_on_their_connection() {
     paths.dedup();
     assert_eq!(paths.len(), processed, "no request was processed twice");
     assert_eq!(processed, 20, "every request reached the origin");
-    assert_eq!(origin.accepted(), processed, "one connection per request");
+    assert!(
+        origin.accepted() >= processed / 2,
+        "a connection per request or two: {} for {processed}",
+        origin.accepted()
+    );
 }

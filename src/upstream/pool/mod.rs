@@ -31,6 +31,7 @@ mod answer;
 mod body;
 mod lease;
 mod race;
+mod replay;
 mod shape;
 pub mod state;
 
@@ -55,6 +56,7 @@ use super::goaway::{Gate, Pending};
 use super::health::{Backoff, Health};
 use super::{Protocol, Timing, UpstreamError};
 use crate::body::ProxyBody;
+use crate::budget::BufferBudget;
 use crate::config::PoolConfig;
 use crate::policy::Policy;
 use crate::route::{Origin, Scheme};
@@ -77,6 +79,8 @@ pub struct Shared {
     pub stale_grace: Duration,
     /// Connection ids.
     pub next_id: AtomicU64,
+    /// `--max-buffered-bytes`, charged for replay copies of request bodies.
+    pub buffered: Arc<BufferBudget>,
 }
 
 /// Counters of one pool, read by metrics.
@@ -190,11 +194,12 @@ impl Pool {
     /// before any response byte (README "The upstream pool").
     pub async fn send(
         self: &Arc<Self>,
-        mut req: Request<ProxyBody>,
+        req: Request<ProxyBody>,
     ) -> Result<(Response<UpstreamBody>, Timing), UpstreamError> {
         let started = Instant::now();
         let mut timing = Timing::default();
         let mut fresh = false;
+        let (mut req, replay) = replay::keep_copy(req, &self.shared.buffered).await;
         loop {
             let (mut held, reused, pending) = self.checkout(&mut timing, fresh).await?;
             let is_h2 = matches!(held.lease_mut(), Lease::H2(_));
@@ -207,10 +212,12 @@ impl Pool {
                 to_h1_form(&mut req);
             }
             self.counters.requests.fetch_add(1, Ordering::Relaxed);
-            // A bodyless request can be rebuilt from its head if it turns
-            // out that the origin never processed it.
+            // A bodyless request, or one with a replay copy of its body,
+            // can be rebuilt if it turns out that the origin never
+            // processed it.
             let may_retry = timing.retries < MAX_RETRIES;
-            let head = (may_retry && req.body().is_end_stream()).then(|| clone_head(&req));
+            let bodyless = req.body().is_end_stream();
+            let head = (may_retry && (bodyless || replay.is_some())).then(|| clone_head(&req));
             let (body_done_tx, body_done_rx) = tokio::sync::oneshot::channel();
             let req_for_send = req.map(|b| {
                 let body = DoneSignal::wrap(b, body_done_tx);
@@ -263,7 +270,8 @@ impl Pool {
             let broke = !is_h2 && reused && !fresh && is_retryable(err.error());
             let again = match unsent {
                 Some(req) => Some(req),
-                None if refused || broke => head.map(rebuild),
+                None if refused => head.map(|h| rebuild(h, replay.as_ref())),
+                None if broke && bodyless => head.map(|h| rebuild(h, None)),
                 None => None,
             };
             match again {

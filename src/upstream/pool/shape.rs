@@ -4,6 +4,7 @@
 
 use http::Request;
 
+use super::replay::Replay;
 use crate::body::ProxyBody;
 use crate::route::Scheme;
 
@@ -93,7 +94,7 @@ pub(super) fn refusal(err: &hyper::Error) -> Option<Refusal> {
     None
 }
 
-/// A copy of a bodyless request's head, to send it again.
+/// A copy of a request's head, to send it again.
 pub(super) fn clone_head(req: &Request<ProxyBody>) -> http::request::Parts {
     let mut b = Request::builder()
         .method(req.method().clone())
@@ -106,7 +107,9 @@ pub(super) fn clone_head(req: &Request<ProxyBody>) -> http::request::Parts {
     parts
 }
 
-/// The request again from its copied head.
-pub(super) fn rebuild(parts: http::request::Parts) -> Request<ProxyBody> {
-    Request::from_parts(parts, crate::body::empty())
+/// The request again from its copied head, with the replay copy of its
+/// body (none: bodyless).
+pub(super) fn rebuild(parts: http::request::Parts, body: Option<&Replay>) -> Request<ProxyBody> {
+    let body = body.map_or_else(crate::body::empty, Replay::body);
+    Request::from_parts(parts, body)
 }
