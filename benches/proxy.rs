@@ -5,8 +5,10 @@
 //! 1. latency — round trips saved: N sequential API-like calls to an origin
 //!    made far away by a delay relay, directly (a new TLS connection per
 //!    call, or one keep-alive connection) and through ccnproxy (warm pool).
-//! 2. cpu — CPU time per 1,000 requests, requests/s and peak RSS of
-//!    ccnproxy and of nginx (keepalive TLS proxy) under the same load.
+//! 2. cpu — CPU per request (per MB for 1 MiB downloads), rate and p99
+//!    latency of ccnproxy beside nginx and HAProxy (keep-alive TLS proxies,
+//!    each when installed) under the same loads, with ratios to nginx
+//!    (`proxy/compare.rs`).
 //! 3. memory — RSS per idle keep-alive client connection to ccnproxy.
 //! 4. recycle — origins as they behave in production: an h2 origin that
 //!    sends GOAWAY every 50 or 1,000 requests per connection, an HTTP/1.1-only
@@ -21,14 +23,16 @@
 
 mod support;
 
+#[path = "proxy/compare.rs"]
+mod compare;
+
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 
-use support::client::Conn;
+use support::client::{Call, Conn};
+use support::load::load;
 use support::origin::{Origin, Pki};
 use support::procs::{self, Nginx, Proxy};
 use support::relay::Relay;
@@ -46,9 +50,13 @@ struct Settings {
     delay: Duration,
     /// Sequential calls per round and mode (latency).
     calls: usize,
-    /// Requests per round and proxy (cpu).
+    /// 1 KiB calls per round and proxy on keep-alive connections (cpu).
     load_requests: usize,
-    /// Client connections sending at once (cpu).
+    /// 1 MiB downloads per round and proxy (cpu).
+    large_requests: usize,
+    /// 1 KiB calls per round and proxy, a new connection each (cpu).
+    close_requests: usize,
+    /// Client connections sending at once (cpu, recycle).
     concurrency: usize,
     /// Idle client connections per round (memory).
     idle_conns: usize,
@@ -58,11 +66,13 @@ impl Settings {
     fn from_env() -> Settings {
         let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0");
         Settings {
-            rounds: if quick { 2 } else { 5 },
+            rounds: if quick { 2 } else { 4 },
             delay: Duration::from_millis(10),
             calls: if quick { 10 } else { 30 },
             load_requests: if quick { 2_000 } else { 20_000 },
-            concurrency: 32,
+            large_requests: if quick { 100 } else { 400 },
+            close_requests: if quick { 1_000 } else { 5_000 },
+            concurrency: 64,
             idle_conns: if quick { 500 } else { 5_000 },
         }
     }
@@ -81,6 +91,8 @@ fn main() {
         .collect();
     let runs = |name: &str| sections.is_empty() || sections.iter().any(|s| s == name);
     let settings = Settings::from_env();
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    procs::pin_bench();
     // The memory section holds thousands of client sockets.
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -95,7 +107,7 @@ fn main() {
         println!(
             "host: {} CPUs (shared with other work: read medians and ratios, not absolutes); \
              load average at start {}; open-files limit {nofile}; {} rounds",
-            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpus,
             load_average(),
             settings.rounds,
         );
@@ -105,7 +117,7 @@ fn main() {
             println!("latency: failed: {err}");
         }
         if runs("cpu")
-            && let Err(err) = cpu(&pki, &settings).await
+            && let Err(err) = compare::cpu(&pki, &settings).await
         {
             println!("cpu: failed: {err}");
         }
@@ -359,234 +371,6 @@ async fn latency_row(pki: &Pki, s: &Settings, h2: bool, label: &'static str) -> 
     Ok(row)
 }
 
-// -------------------------------------------------------------------- cpu
-
-/// One proxy under load: where to send, which processes to measure, and
-/// the origin behind it (to count the connections it opened).
-struct Target {
-    label: String,
-    addr: SocketAddr,
-    pids: Vec<u32>,
-    origin: Origin,
-    rps: Vec<f64>,
-    cpu_ms_per_1k: Vec<f64>,
-    errors: usize,
-    first_error: Option<String>,
-    proxy: Option<Proxy>,
-    nginx: Option<Nginx>,
-}
-
-impl Target {
-    fn new(label: String, addr: SocketAddr, pids: Vec<u32>, origin: Origin) -> Target {
-        Target {
-            label,
-            addr,
-            pids,
-            origin,
-            rps: Vec::new(),
-            cpu_ms_per_1k: Vec::new(),
-            errors: 0,
-            first_error: None,
-            proxy: None,
-            nginx: None,
-        }
-    }
-
-    fn cpu_ticks(&self) -> u64 {
-        self.pids.iter().filter_map(|&p| procs::cpu_ticks(p)).sum()
-    }
-
-    fn peak_rss_kib(&self) -> u64 {
-        self.pids
-            .iter()
-            .filter_map(|&p| procs::status_value(p, "VmHWM:"))
-            .sum()
-    }
-}
-
-/// What one load run saw.
-struct LoadRun {
-    elapsed: Duration,
-    errors: usize,
-    first_error: Option<String>,
-}
-
-/// `requests` calls to the proxy at `addr` from `concurrency` keep-alive
-/// connections, each sending its next call as soon as the last is answered.
-async fn load(addr: SocketAddr, requests: usize, concurrency: usize) -> Res<LoadRun> {
-    let mut conns = Vec::with_capacity(concurrency);
-    for _ in 0..concurrency {
-        conns.push(Conn::plain(addr).await?);
-    }
-    let next = Arc::new(AtomicUsize::new(0));
-    let start = Instant::now();
-    let tasks: Vec<_> = conns
-        .into_iter()
-        .map(|mut conn| {
-            let next = next.clone();
-            tokio::spawn(async move {
-                let (mut errors, mut first_error) = (0, None);
-                while next.fetch_add(1, Ordering::Relaxed) < requests {
-                    if let Err(err) = conn.call(PROXY_HOST).await {
-                        errors += 1;
-                        first_error.get_or_insert_with(|| err.to_string());
-                        if conn.is_closed() {
-                            match Conn::plain(addr).await {
-                                Ok(c) => conn = c,
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                }
-                (errors, first_error)
-            })
-        })
-        .collect();
-    let mut run = LoadRun {
-        elapsed: Duration::ZERO,
-        errors: 0,
-        first_error: None,
-    };
-    for task in tasks {
-        let (errors, first_error) = task.await?;
-        run.errors += errors;
-        if run.first_error.is_none() {
-            run.first_error = first_error;
-        }
-    }
-    run.elapsed = start.elapsed();
-    Ok(run)
-}
-
-async fn cpu(pki: &Pki, s: &Settings) -> Res<()> {
-    let tps = procs::ticks_per_second() as f64;
-    println!();
-    println!(
-        "2. CPU per request under load: {} rounds of {} calls (POST 1 KiB, answer 1 KiB) per proxy, rounds interleaved;",
-        s.rounds, s.load_requests
-    );
-    println!(
-        "   {} HTTP/1.1 keep-alive client connections (in-bench hyper client) → proxy → TLS origin, all on 127.0.0.1, no delay;",
-        s.concurrency
-    );
-    println!(
-        "   CPU = utime + stime from /proc/PID/stat of the proxy (nginx: master + 2 workers); peak RSS = VmHWM"
-    );
-
-    let mut targets = Vec::new();
-    let origin = Origin::start(pki.server_config(false)?).await?;
-    let proxy = Proxy::start(&proxy_args(pki, origin.addr, &["-c", "64"])).await?;
-    let mut t = Target::new(
-        "ccnproxy -c 64, h1 origin".to_owned(),
-        proxy.addr,
-        vec![proxy.pid],
-        origin,
-    );
-    t.proxy = Some(proxy);
-    targets.push(t);
-
-    match Nginx::binary() {
-        Some(binary) => {
-            let origin = Origin::start(pki.server_config(false)?).await?;
-            match Nginx::start(&binary, origin.addr, NAME, &pki.ca_file).await {
-                Ok(nginx) => {
-                    let label = format!(
-                        "{}, h1 origin",
-                        Nginx::version(&binary).trim_start_matches("nginx version: ")
-                    );
-                    let mut t = Target::new(label, nginx.addr, nginx.pids.clone(), origin);
-                    t.nginx = Some(nginx);
-                    targets.push(t);
-                }
-                Err(err) => println!("   nginx: could not start ({err}); its column is skipped"),
-            }
-        }
-        None => println!(
-            "   nginx: not installed (scripts/bench-peers.sh installs it); its column is skipped"
-        ),
-    }
-
-    let origin = Origin::start(pki.server_config(true)?).await?;
-    let proxy = Proxy::start(&proxy_args(pki, origin.addr, &["-c", "64"])).await?;
-    let mut t = Target::new(
-        "ccnproxy -c 64, h2 origin".to_owned(),
-        proxy.addr,
-        vec![proxy.pid],
-        origin,
-    );
-    t.proxy = Some(proxy);
-    targets.push(t);
-
-    // Warm-up (pools, allocators, nginx's upstream cache), not measured.
-    for t in &targets {
-        load(t.addr, s.load_requests / 10, s.concurrency).await?;
-    }
-    for _ in 0..s.rounds {
-        for t in &mut targets {
-            let before = t.cpu_ticks();
-            let run = load(t.addr, s.load_requests, s.concurrency).await?;
-            let ticks = t.cpu_ticks().saturating_sub(before) as f64;
-            t.rps
-                .push(s.load_requests as f64 / run.elapsed.as_secs_f64());
-            t.cpu_ms_per_1k
-                .push(ticks / tps * 1e3 / s.load_requests as f64 * 1e3);
-            t.errors += run.errors;
-            if t.first_error.is_none() {
-                t.first_error = run.first_error;
-            }
-        }
-    }
-
-    println!();
-    println!(
-        "   {:<28} {:>18} {:>22} {:>13} {:>11} {:>7}",
-        "proxy, upstream", "req/s", "CPU ms per 1k req", "peak RSS MiB", "origin conns", "errors"
-    );
-    for t in &targets {
-        println!(
-            "   {:<28} {:>18} {:>22} {:>13.1} {:>11} {:>7}",
-            t.label,
-            fmt_samples(&t.rps, 0),
-            fmt_samples(&t.cpu_ms_per_1k, 1),
-            t.peak_rss_kib() as f64 / 1024.0,
-            t.origin.accepted(),
-            t.errors,
-        );
-    }
-    println!(
-        "   req/s and CPU: median [lowest–highest] of {} rounds; origin conns: TCP connections the origin accepted, warm-up included;",
-        s.rounds
-    );
-    println!("   peak RSS of nginx sums its 3 processes (pages they share count more than once)");
-    if targets.len() == 3 {
-        let (c, n) = (&targets[0], &targets[1]);
-        // Each ccnproxy round ran right before its nginx round: the ratio of
-        // each pair cancels most of the drift of a shared machine.
-        let paired =
-            |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(x, y)| x / y).collect() };
-        println!(
-            "   ccnproxy / nginx (h1 origin), median of per-round ratios: CPU per request {}×, req/s {}×; peak RSS {:.2}×",
-            fmt_samples(&paired(&c.cpu_ms_per_1k, &n.cpu_ms_per_1k), 2),
-            fmt_samples(&paired(&c.rps, &n.rps), 2),
-            c.peak_rss_kib() as f64 / n.peak_rss_kib() as f64,
-        );
-    }
-    for t in &targets {
-        if let Some(err) = &t.first_error {
-            println!("   {}: first error: {err}", t.label);
-        }
-        if let Some(proxy) = &t.proxy {
-            report_stderr(&t.label, proxy);
-        }
-        if let Some(nginx) = &t.nginx {
-            for line in nginx.error_log_tail(5) {
-                println!("   nginx error.log: {line}");
-            }
-        }
-    }
-    Ok(())
-}
-
 // ----------------------------------------------------------------- memory
 
 /// RSS of one kind of proxy over the rounds (MiB, bytes per connection,
@@ -610,7 +394,7 @@ impl MemoryRow {
         };
         // Warm-up: the upstream pool and the allocator's first arenas are
         // not per-connection costs.
-        load(addr, 500, 8).await?;
+        load(addr, PROXY_HOST, Call::Small, 500, 8).await?;
         tokio::time::sleep(Duration::from_millis(200)).await;
         let before = rss()?;
         let conns: Vec<Res<Conn>> = futures_util::stream::iter(0..n)
@@ -721,7 +505,14 @@ async fn recycle(pki: &Pki, s: &Settings) -> Res<()> {
     for (label, h2, goaway_after, extra) in rows {
         let origin = Origin::start_recycling(pki.server_config(h2)?, goaway_after).await?;
         let proxy = Proxy::start(&proxy_args(pki, origin.addr, extra)).await?;
-        let run = load(proxy.addr, s.load_requests, s.concurrency).await?;
+        let run = load(
+            proxy.addr,
+            PROXY_HOST,
+            Call::Small,
+            s.load_requests,
+            s.concurrency,
+        )
+        .await?;
         println!(
             "   {:<32} {:>10.0} {:>9} {:>14}",
             label,

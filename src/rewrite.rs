@@ -9,7 +9,7 @@ pub static CHOCON_ID: HeaderName = HeaderName::from_static("x-chocon-id");
 pub static CHOCON_VER: HeaderName = HeaderName::from_static("x-chocon-ver");
 
 /// Headers that describe one connection, never forwarded.
-const HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 8] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     header::PROXY_AUTHORIZATION,
@@ -22,6 +22,11 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 
 /// Removes hop-by-hop headers, including every name listed in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Most messages have none: one pass over the names is cheaper than a
+    // hashed removal of each hop-by-hop name.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -31,6 +36,30 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .collect();
     for name in listed.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
+    }
+}
+
+/// Headers whose value changes with every request (or is a secret): an
+/// HTTP/2 upstream sends them "never indexed", so they neither churn the
+/// HPACK table (every insert evicts an entry the next request could have
+/// reused) nor sit in it.
+static NEVER_INDEXED: [HeaderName; 5] = [
+    HeaderName::from_static("x-chocon-id"),
+    header::AUTHORIZATION,
+    HeaderName::from_static("x-amz-date"),
+    HeaderName::from_static("x-amz-content-sha256"),
+    HeaderName::from_static("x-amz-security-token"),
+];
+
+/// Marks the [`NEVER_INDEXED`] headers sensitive (HTTP/2 then never
+/// indexes them; HTTP/1.1 ignores the mark).
+pub fn never_index(headers: &mut HeaderMap) {
+    for name in &NEVER_INDEXED {
+        if let header::Entry::Occupied(mut e) = headers.entry(name) {
+            for v in e.iter_mut() {
+                v.set_sensitive(true);
+            }
+        }
     }
 }
 

@@ -1,13 +1,14 @@
 //! The bench's HTTP clients: one connection (HTTPS straight to an origin,
 //! HTTP/2 when ALPN says so, or plain HTTP/1.1 to a proxy) that sends
-//! API-like calls: `POST /` with 1 KiB, a 1 KiB answer expected.
+//! API-like calls: `POST /` with 1 KiB, a 1 KiB answer expected (or 1 MiB,
+//! see [`Call`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::Request;
-use http::header::{CONTENT_TYPE, HOST, HeaderValue};
+use http::header::{CONNECTION, CONTENT_TYPE, HOST, HeaderValue};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -15,7 +16,18 @@ use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 
-use super::{KIB, Res};
+use super::{KIB, LARGE_PATH, MIB, Res};
+
+/// What one call asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    /// `POST /` with 1 KiB, 1 KiB back (an API call).
+    Small,
+    /// The same with `Connection: close` (a CLI invocation's one call).
+    SmallClose,
+    /// `POST /1m` with 1 KiB, 1 MiB back (a download).
+    Large,
+}
 
 /// One client connection.
 pub enum Conn {
@@ -60,17 +72,35 @@ impl Conn {
     /// HTTP/1.1 request, the `:authority` of an HTTP/2 one); an error unless
     /// the answer is `200` with 1 KiB.
     pub async fn call(&mut self, authority: &str) -> Res<()> {
-        self.call_with(authority, Bytes::from_static(&KIB)).await
+        self.request(authority, Call::Small).await
     }
 
     /// [`Conn::call`] with `body` as the request body.
     pub async fn call_with(&mut self, authority: &str, body: Bytes) -> Res<()> {
+        self.send(authority, Call::Small, body).await
+    }
+
+    /// One call of kind `call` (see [`Call`]); an error unless the answer
+    /// is `200` with the expected length.
+    pub async fn request(&mut self, authority: &str, call: Call) -> Res<()> {
+        self.send(authority, call, Bytes::from_static(&KIB)).await
+    }
+
+    async fn send(&mut self, authority: &str, call: Call, body: Bytes) -> Res<()> {
+        let (path, expected) = match call {
+            Call::Small | Call::SmallClose => ("/", KIB.len()),
+            Call::Large => (LARGE_PATH, MIB.len()),
+        };
         let body = Full::new(body);
         let resp = match self {
             Conn::H1(sender) => {
-                let mut req = Request::post("/").body(body)?;
+                let mut req = Request::post(path).body(body)?;
                 req.headers_mut()
                     .insert(HOST, HeaderValue::from_str(authority)?);
+                if call == Call::SmallClose {
+                    req.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                }
                 req.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("application/x-amz-json-1.0"),
@@ -79,7 +109,7 @@ impl Conn {
                 sender.send_request(req).await?
             }
             Conn::H2(sender) => {
-                let mut req = Request::post(format!("https://{authority}/")).body(body)?;
+                let mut req = Request::post(format!("https://{authority}{path}")).body(body)?;
                 req.headers_mut().insert(
                     CONTENT_TYPE,
                     HeaderValue::from_static("application/x-amz-json-1.0"),
@@ -90,7 +120,7 @@ impl Conn {
         };
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
-        if status != http::StatusCode::OK || bytes.len() != KIB.len() {
+        if status != http::StatusCode::OK || bytes.len() != expected {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(200)]).into_owned();
             return Err(format!("answer {status}, {} bytes: {text:?}", bytes.len()).into());
         }

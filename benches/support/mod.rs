@@ -9,6 +9,8 @@ pub mod client;
 #[allow(dead_code)]
 #[path = "../../tests/integration/support/dns.rs"]
 pub mod dns;
+pub mod haproxy;
+pub mod load;
 pub mod origin;
 pub mod procs;
 pub mod relay;
@@ -18,6 +20,12 @@ pub type Res<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
 /// One KiB: the body of every request and every response (an API-like call).
 pub static KIB: [u8; 1024] = [b'x'; 1024];
+
+/// One MiB: the answer to `GET` [`LARGE_PATH`] (a large download).
+pub static MIB: [u8; 1 << 20] = [b'x'; 1 << 20];
+
+/// The origin's path that answers with [`MIB`].
+pub const LARGE_PATH: &str = "/1m";
 
 /// The median of `values` (the mean of the two middle ones for an even
 /// count); `NaN` for none.

@@ -2,7 +2,8 @@
 //! `--ca-file` and nginx's `proxy_ssl_trusted_certificate`), one leaf for
 //! the bench's names, ALPN `h2` + `http/1.1` or `http/1.1` only. It counts
 //! the TCP connections it accepted and answers every request, once its body
-//! is read, with 1 KiB; it can recycle each connection after N requests.
+//! is read, with 1 KiB (1 MiB for `GET /1m`); it can recycle each connection
+//! after N requests.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::{KIB, Res};
+use super::{KIB, LARGE_PATH, MIB, Res};
 
 /// Test-time certificates: a CA and one leaf signed by it.
 pub struct Pki {
@@ -208,8 +209,13 @@ impl Drop for Origin {
 }
 
 async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, hyper::Error> {
+    let body: &'static [u8] = if req.uri().path() == LARGE_PATH {
+        &MIB
+    } else {
+        &KIB
+    };
     req.into_body().collect().await?;
-    let mut resp = Response::new(Full::new(Bytes::from_static(&KIB)));
+    let mut resp = Response::new(Full::new(Bytes::from_static(body)));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/x-amz-json-1.0"),

@@ -2,6 +2,10 @@
 //! bench) and, when installed, Debian's nginx as a keepalive TLS proxy; plus
 //! what `/proc` says about them: CPU ticks (utime + stime), VmRSS, VmHWM.
 //! Every process started here is stopped when its handle drops.
+//!
+//! With 2 or more CPUs and `taskset` installed (and `BENCH_PIN` not `0`),
+//! every proxy runs on CPU 0 and the bench (clients, origins) keeps to the
+//! others ([`pin_bench`]), so a proxy's CPU is not shared with its load.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -17,6 +21,65 @@ use super::Res;
 /// Lines of a proxy's stderr kept for the report.
 const STDERR_LINES_KEPT: usize = 20;
 
+/// The CPU the proxies run on when pinned.
+const PROXY_CPU: usize = 0;
+
+/// Whether proxies are pinned to [`PROXY_CPU`] (see the module docs).
+pub fn pinned() -> bool {
+    static PINNED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PINNED.get_or_init(|| {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let wanted = std::env::var_os("BENCH_PIN").is_none_or(|v| v != "0");
+        let taskset = std::process::Command::new("taskset")
+            .arg("-V")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        wanted && cpus >= 2 && taskset
+    })
+}
+
+/// Moves the bench process (its threads, and what it spawns later unless
+/// [`command`] pins it) off [`PROXY_CPU`]; a no-op when not [`pinned`].
+pub fn pin_bench() {
+    if !pinned() {
+        return;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let others: Vec<String> = (0..cpus)
+        .filter(|&c| c != PROXY_CPU)
+        .map(|c| c.to_string())
+        .collect();
+    let _ = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &others.join(",")])
+        .arg(std::process::id().to_string())
+        .stdout(Stdio::null())
+        .status();
+}
+
+/// `program`, run on [`PROXY_CPU`] when [`pinned`] (`taskset` execs it,
+/// so the child's pid is the program's).
+pub fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    if pinned() {
+        let mut cmd = Command::new("taskset");
+        cmd.arg("-c").arg(PROXY_CPU.to_string()).arg(program);
+        cmd
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Worker processes or threads a peer (nginx, HAProxy) gets: one per CPU
+/// it may use.
+pub fn peer_workers() -> usize {
+    if pinned() {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    }
+}
+
 /// A running ccnproxy; killed when dropped.
 pub struct Proxy {
     /// Where it listens.
@@ -30,7 +93,7 @@ pub struct Proxy {
 impl Proxy {
     /// Starts `ccnproxy ARGS` and waits for its `listening on ADDR` line.
     pub async fn start(args: &[String]) -> Res<Proxy> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ccnproxy"))
+        let mut child = command(env!("CARGO_BIN_EXE_ccnproxy"))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -113,7 +176,7 @@ impl Nginx {
             .unwrap_or_else(|_| "nginx".to_owned())
     }
 
-    /// Starts nginx (2 workers, one per core) proxying 127.0.0.1:any to
+    /// Starts nginx ([`peer_workers`] workers) proxying 127.0.0.1:any to
     /// `https://origin` with TLS verified for `name` against `ca_file`, and
     /// up to 64 idle upstream connections kept per worker.
     pub async fn start(
@@ -131,7 +194,7 @@ impl Nginx {
         let user = if is_root { "user root;" } else { "" };
         let conf = format!(
             r#"{user}
-worker_processes 2;
+worker_processes {workers};
 daemon off;
 master_process on;
 pid {d}/nginx.pid;
@@ -167,11 +230,12 @@ http {{
 }}
 "#,
             ca = ca_file.display(),
+            workers = peer_workers(),
         );
         let conf_path = dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf)?;
         let error_log = dir.path().join("error.log");
-        let mut child = Command::new(binary)
+        let mut child = command(binary)
             .arg("-p")
             .arg(dir.path())
             .arg("-e")
@@ -192,7 +256,8 @@ http {{
                 return Err(format!("nginx exited ({status}): {}", log.trim()).into());
             }
             let workers = children(master);
-            if workers.len() >= 2 && tokio::net::TcpStream::connect(addr).await.is_ok() {
+            if workers.len() >= peer_workers() && tokio::net::TcpStream::connect(addr).await.is_ok()
+            {
                 let mut pids = vec![master];
                 pids.extend(workers);
                 return Ok(Nginx {
@@ -239,7 +304,7 @@ impl Drop for Nginx {
     }
 }
 
-fn signal(sig: &str, pid: u32) {
+pub fn signal(sig: &str, pid: u32) {
     let _ = std::process::Command::new("kill")
         .arg(sig)
         .arg(pid.to_string())
@@ -249,7 +314,7 @@ fn signal(sig: &str, pid: u32) {
 
 /// A port free right now on 127.0.0.1 (for nginx, which cannot listen on
 /// port 0 and say where it landed).
-fn free_port() -> Res<u16> {
+pub fn free_port() -> Res<u16> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
@@ -261,7 +326,7 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-fn comm(pid: u32) -> Option<String> {
+pub fn comm(pid: u32) -> Option<String> {
     std::fs::read_to_string(format!("/proc/{pid}/comm"))
         .ok()
         .map(|c| c.trim().to_owned())

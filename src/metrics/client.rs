@@ -73,7 +73,20 @@ fn is_plain(value: &str) -> bool {
 /// The address as a key; an IPv4-mapped IPv6 address is written as IPv4 so
 /// one client has one key on a dual-stack listener.
 fn address_key(ip: IpAddr) -> String {
-    ip.to_canonical().to_string()
+    match ip.to_canonical() {
+        // Every request takes this path: digits by hand, not `Display`.
+        IpAddr::V4(v4) => {
+            let mut key = String::with_capacity(15);
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    key.push('.');
+                }
+                key.push_str(itoa::Buffer::new().format(octet));
+            }
+            key
+        }
+        v6 => v6.to_string(),
+    }
 }
 
 #[cfg(test)]

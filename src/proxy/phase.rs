@@ -136,6 +136,7 @@ pub(crate) fn build_head(
     parts.headers.insert(header::HOST, host);
     parts.headers.insert(&CHOCON_VER, rewrite::version_value());
     parts.headers.insert(&CHOCON_ID, request_id.clone());
+    rewrite::never_index(&mut parts.headers);
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     parts.uri = path
         .parse()

@@ -247,13 +247,19 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
             // Most recently used first, but prefer the address with the
             // fewest requests in flight.
             let load = &self.load;
-            let pick = (0..self.idle.len())
-                .rev()
-                .min_by_key(|&i| {
-                    load.get(&self.idle[i].conn.addr)
-                        .map_or(0, |l| l.outstanding)
-                })
-                .expect("idle list is not empty");
+            // One address (the usual case): every idle connection ties, so
+            // the most recent wins without a lookup per idle connection.
+            let pick = if load.len() <= 1 {
+                self.idle.len() - 1
+            } else {
+                (0..self.idle.len())
+                    .rev()
+                    .min_by_key(|&i| {
+                        load.get(&self.idle[i].conn.addr)
+                            .map_or(0, |l| l.outstanding)
+                    })
+                    .expect("idle list is not empty")
+            };
             let idle = self.idle.remove(pick);
             self.h1_busy += 1;
             let load = self.load_mut(idle.conn.addr);
