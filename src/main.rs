@@ -5,12 +5,6 @@ use std::process::ExitCode;
 
 use ccnproxy::config::cli::{self, ConfigError};
 
-/// mimalloc instead of the system allocator: the request path allocates
-/// and frees many small objects, and glibc's malloc/free were about 12% of
-/// its instructions (docs/bench.md).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let args = match cli::parse_args(std::env::args_os()) {
         Ok(a) => a,

@@ -49,11 +49,22 @@ struct Samples {
     first_error: Option<String>,
 }
 
-/// The process handles a target keeps alive.
+/// The process handles a target keeps alive (each stops its process when
+/// dropped).
 enum Handle {
     Ccnproxy(Proxy),
     Nginx(Nginx),
     Haproxy(Haproxy),
+}
+
+impl Handle {
+    /// The HAProxy handle, if this is one.
+    fn haproxy(&self) -> Option<&Haproxy> {
+        match self {
+            Handle::Haproxy(h) => Some(h),
+            _ => None,
+        }
+    }
 }
 
 /// One proxy under test.
@@ -254,6 +265,11 @@ pub async fn cpu(pki: &Pki, s: &Settings) -> Res<()> {
                 }
             }
             Handle::Haproxy(_) => {}
+        }
+        if let Some(hap) = t.handle.haproxy()
+            && hap.pid == 0
+        {
+            println!("   {}: no process id", t.label);
         }
     }
     Ok(())
