@@ -72,7 +72,7 @@ impl Conn {
     /// HTTP/1.1 request, the `:authority` of an HTTP/2 one); an error unless
     /// the answer is `200` with 1 KiB.
     pub async fn call(&mut self, authority: &str) -> Res<()> {
-        self.request(authority, Call::Small).await
+        self.call_with(authority, Bytes::from_static(&KIB)).await
     }
 
     /// [`Conn::call`] with `body` as the request body.
