@@ -1,10 +1,14 @@
 //! What the pool hands out and takes back: the handle trait the state
 //! machine asks about connections, the leases requests hold, the ticket of a
-//! connection being opened; and the snapshot it gives metrics.
+//! connection being opened; the limits it keeps; and the snapshot it gives
+//! metrics.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::config::PoolConfig;
 
 /// What the state machine asks of a connection handle.
 pub trait Handle {
@@ -93,4 +97,40 @@ pub struct PoolStats {
     pub ejected: usize,
     /// Ejections since the pool was created.
     pub ejections: u64,
+}
+
+/// The limits the state machine keeps.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Idle HTTP/1.1 connections kept at most.
+    pub keepalive_conns: usize,
+    /// Open HTTP/1.1 connections at most (0 = unlimited).
+    pub max_conns_per_host: usize,
+    /// Open HTTP/2 connections at most.
+    pub h2_conns: usize,
+    /// Idle connections close after this.
+    pub idle_timeout: Duration,
+    /// Connections retire at this age.
+    pub max_conn_lifetime: Duration,
+}
+
+impl Limits {
+    /// The limits of `config`.
+    pub fn from_config(config: &PoolConfig) -> Self {
+        Limits {
+            // Without `-c`, every connection that was busy stays idle until
+            // `--idle-timeout`: idle connections never outnumber the peak
+            // concurrency, and the cap bounds that when set.
+            keepalive_conns: config
+                .keepalive_conns
+                .unwrap_or(match config.max_conns_per_host {
+                    0 => usize::MAX,
+                    cap => cap,
+                }),
+            max_conns_per_host: config.max_conns_per_host,
+            h2_conns: config.h2_conns.max(1),
+            idle_timeout: config.idle_timeout,
+            max_conn_lifetime: config.max_conn_lifetime,
+        }
+    }
 }

@@ -17,45 +17,8 @@ use tokio::time::Instant;
 use super::super::Protocol;
 use super::super::dns::Answer;
 use super::super::health::Health;
-pub use super::lease::{H1Lease, H2Lease, Handle, Lease, Opened, PoolStats, Ticket};
-use crate::config::PoolConfig;
+pub use super::lease::{H1Lease, H2Lease, Handle, Lease, Limits, Opened, PoolStats, Ticket};
 use crate::policy::PolicyError;
-
-/// The limits the state machine keeps.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Idle HTTP/1.1 connections kept at most.
-    pub keepalive_conns: usize,
-    /// Open HTTP/1.1 connections at most (0 = unlimited).
-    pub max_conns_per_host: usize,
-    /// Open HTTP/2 connections at most.
-    pub h2_conns: usize,
-    /// Idle connections close after this.
-    pub idle_timeout: Duration,
-    /// Connections retire at this age.
-    pub max_conn_lifetime: Duration,
-}
-
-impl Limits {
-    /// The limits of `config`.
-    pub fn from_config(config: &PoolConfig) -> Self {
-        Limits {
-            // Without `-c`, every connection that was busy stays idle until
-            // `--idle-timeout`: idle connections never outnumber the peak
-            // concurrency, and the cap bounds that when set.
-            keepalive_conns: config
-                .keepalive_conns
-                .unwrap_or(match config.max_conns_per_host {
-                    0 => usize::MAX,
-                    cap => cap,
-                }),
-            max_conns_per_host: config.max_conns_per_host,
-            h2_conns: config.h2_conns.max(1),
-            idle_timeout: config.idle_timeout,
-            max_conn_lifetime: config.max_conn_lifetime,
-        }
-    }
-}
 
 /// How many waiting requests should try again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
