@@ -8,12 +8,16 @@
 //! 24-bit payload length first and the type next, then the payload). When a
 //! GOAWAY header (type 0x7) goes by, it sets the connection's `going_away`
 //! flag before hyper sees the frame, so the pool gives the connection no new
-//! stream from then on.
+//! stream from then on. It then holds the first GOAWAY (and what follows it)
+//! back from hyper until the requests already handed to the connection are
+//! out (see [`Gate`]).
 //!
-//! Invariants: the bytes are never copied or changed (a frame header is
-//! gathered in a 9-byte array because it may span reads; payloads are only
-//! counted); the cost is a few integer operations per read plus one per
-//! frame header; the flag is only ever set, never cleared.
+//! Invariants: the bytes are never changed nor reordered, and copied only
+//! once per connection, from its first GOAWAY on, while a hold lasts (a
+//! frame header is gathered in a 9-byte array because it may span reads;
+//! payloads are only counted); the cost is a few integer operations per
+//! read plus one per frame header; the flag is only ever set, never
+//! cleared; a hold ends within [`HOLD_AT_MOST`].
 
 use std::io;
 use std::pin::Pin;
