@@ -24,8 +24,10 @@ test-aws:
 	@if [ ! -x tests/aws/run.sh ]; then echo "tests/aws/run.sh is missing or not executable" >&2; exit 1; fi
 	tests/aws/run.sh
 
+# Every side-by-side benchmark (docs/bench.md); the soak has its own target.
+BENCHES ?= $(filter-out soak,$(basename $(notdir $(wildcard benches/*.rs))))
 bench:
-	$(CARGO) bench
+	$(CARGO) bench $(addprefix --bench ,$(BENCHES))
 
 # A benchmark, not a test: the release binary under mixed traffic for
 # SOAK_SECONDS (many clients and origin names, large and small bodies,
