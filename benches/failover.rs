@@ -36,13 +36,9 @@ fn main() {
         println!("failover bench: skipped (run it with `cargo bench --bench failover`)");
         return;
     }
-    let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0");
+    let quick = support::quick();
     let (rounds, requests) = if quick { (2, 400) } else { (3, 2_000) };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = support::runtime();
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let pki = Pki::new(dir.path(), &[NAME]).expect("test certificates");

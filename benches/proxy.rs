@@ -64,7 +64,7 @@ struct Settings {
 
 impl Settings {
     fn from_env() -> Settings {
-        let quick = std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0");
+        let quick = support::quick();
         Settings {
             rounds: if quick { 2 } else { 4 },
             delay: Duration::from_millis(10),
@@ -95,11 +95,7 @@ fn main() {
     procs::pin_bench();
     // The memory section holds thousands of client sockets.
     let nofile = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = support::runtime();
     runtime.block_on(async {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let pki = Pki::new(dir.path(), &[NAME]).expect("test certificates");

@@ -32,12 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
 
 use support::Res;
-use support::client::Conn;
+use support::client::{Conn, admin_get};
 use support::dns::Dns;
 use support::origin::{Origin, Pki};
 use support::procs::{Proxy, status_value};
@@ -70,11 +67,7 @@ fn main() {
         names: env_or("SOAK_NAMES", 20_000).max(ACTIVE as u64) as usize,
         every: env_or("SOAK_EVERY", 5).max(1),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
+    let runtime = support::runtime();
     if let Err(err) = runtime.block_on(run(&soak)) {
         println!("soak failed: {err}");
     }
@@ -305,18 +298,6 @@ async fn admin_numbers(proxy: SocketAddr) -> Res<(i64, i64)> {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(-1);
     Ok((tasks, pools))
-}
-
-async fn admin_get(proxy: SocketAddr, path: &str) -> Res<String> {
-    let tcp = tokio::net::TcpStream::connect(proxy).await?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await?;
-    tokio::spawn(conn);
-    let req = Request::get(path)
-        .header(http::header::HOST, proxy.to_string())
-        .body(Empty::<Bytes>::new())?;
-    let resp = sender.send_request(req).await?;
-    let body = resp.into_body().collect().await?.to_bytes();
-    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Least-squares slope of `(seconds, KiB)` samples, KiB per second.

@@ -135,3 +135,19 @@ impl Conn {
         }
     }
 }
+
+/// `GET path` (an admin endpoint: `/metrics`, `/.api/stats`) from the
+/// proxy or metrics listener at `addr`; the body as text, whatever the
+/// status. (The proxy bench does not read them.)
+#[allow(dead_code)]
+pub async fn admin_get(addr: SocketAddr, path: &str) -> Res<String> {
+    let tcp = TcpStream::connect(addr).await?;
+    let (mut sender, conn) = http1::handshake(TokioIo::new(tcp)).await?;
+    tokio::spawn(conn);
+    let req = Request::get(path)
+        .header(HOST, addr.to_string())
+        .body(http_body_util::Empty::<Bytes>::new())?;
+    let resp = sender.send_request(req).await?;
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}

@@ -38,3 +38,17 @@ pub fn median(values: &[f64]) -> f64 {
         n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
+
+/// Whether `BENCH_QUICK` (set, not `0`) asks for fewer rounds and requests.
+pub fn quick() -> bool {
+    std::env::var_os("BENCH_QUICK").is_some_and(|v| v != "0")
+}
+
+/// The runtime every bench runs its clients and origins on: 2 workers.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
