@@ -403,7 +403,10 @@ impl MemoryRow {
             .collect()
             .await;
         let conns: Vec<Conn> = conns.into_iter().collect::<Res<_>>()?;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Idle means idle: ccnproxy lets go of an HTTP/1.1 connection's
+        // buffers once it has been quiet for a whole tick of 1 s, and nginx
+        // frees its request buffers at once; both are measured after 2.5 s.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         let after = rss()?;
         self.open
             .push(conns.iter().filter(|c| !c.is_closed()).count() as f64);

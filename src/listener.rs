@@ -74,7 +74,7 @@ pub async fn accept_loop(
 ) -> Draining {
     let front = Arc::new(front);
     let mut tasks = tokio::task::JoinSet::new();
-    let builder = Arc::new(crate::conn::builder(&config, &limits));
+    let builders = Arc::new(crate::conn::builders(&config, &limits));
     let slots = Arc::new(Semaphore::new(config.max_client_conns));
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let config = Arc::new(config);
@@ -105,7 +105,7 @@ pub async fn accept_loop(
             continue;
         };
         let service = service.clone();
-        let builder = builder.clone();
+        let builders = builders.clone();
         let config = config.clone();
         let phase = phase.clone();
         let front = front.clone();
@@ -136,7 +136,7 @@ pub async fn accept_loop(
                     });
                 }
                 let served =
-                    crate::conn::serve(stream, info, service.clone(), builder, &config, phase)
+                    crate::conn::serve(stream, info, service.clone(), builders, &config, phase)
                         .await;
                 if let Err(err) = served {
                     if let Some(status) = crate::conn::rejected_status(&*err) {

@@ -20,6 +20,23 @@ impl<S> Prefixed<S> {
     pub fn new(prefix: Bytes, inner: S) -> Self {
         Prefixed { prefix, inner }
     }
+
+    /// Puts `bytes` back in front of whatever is still to be read.
+    pub fn unread(&mut self, bytes: Bytes) {
+        self.prefix = if self.prefix.is_empty() {
+            bytes
+        } else {
+            let mut joined = bytes::BytesMut::with_capacity(bytes.len() + self.prefix.len());
+            joined.extend_from_slice(&bytes);
+            joined.extend_from_slice(&self.prefix);
+            joined.freeze()
+        };
+    }
+
+    /// The stream under the prefix.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
@@ -32,6 +49,10 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
             let n = self.prefix.len().min(buf.remaining());
             buf.put_slice(&self.prefix[..n]);
             self.prefix.advance(n);
+            if self.prefix.is_empty() {
+                // An empty `Bytes` still holds its allocation.
+                self.prefix = Bytes::new();
+            }
             return Poll::Ready(Ok(()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
@@ -86,5 +107,18 @@ mod tests {
         let mut rest = Vec::new();
         s.read_to_end(&mut rest).await.unwrap();
         assert_eq!(rest, b"lo world");
+    }
+
+    #[tokio::test]
+    async fn unread_bytes_come_before_the_rest_of_the_prefix() {
+        let (far, near) = tokio::io::duplex(64);
+        drop(far);
+        let mut s = Prefixed::new(Bytes::from_static(b"abcdef"), near);
+        let mut two = [0u8; 2];
+        s.read_exact(&mut two).await.unwrap();
+        s.unread(Bytes::from_static(b"xy"));
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, b"xycdef");
     }
 }

@@ -68,6 +68,15 @@ impl Drop for ClientConnection {
     }
 }
 
+/// Holds one idle client connection in `ccnproxy_client_connections_idle`.
+pub struct IdleConnection(Arc<scrape::Live>);
+
+impl Drop for IdleConnection {
+    fn drop(&mut self) {
+        self.0.connections_idle.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Metrics {
     /// Empty metrics; `pools` is read at each scrape (pass the `Upstream`).
     pub fn new(config: &MetricsConfig, pools: Arc<dyn PoolSource>) -> Self {
@@ -137,6 +146,16 @@ impl Metrics {
         self.live.connections.fetch_add(1, Ordering::Relaxed);
         self.live.connections_total.fetch_add(1, Ordering::Relaxed);
         ClientConnection(self.live.clone())
+    }
+
+    /// Counts a release of a client connection's buffers, and the
+    /// connection as idle (holding none) until the guard is dropped.
+    pub fn idle_connection(&self) -> IdleConnection {
+        self.live.connections_idle.fetch_add(1, Ordering::Relaxed);
+        self.live
+            .connections_released
+            .fetch_add(1, Ordering::Relaxed);
+        IdleConnection(self.live.clone())
     }
 
     /// Accounts one finished request.

@@ -114,6 +114,8 @@ pub(crate) struct Live {
     pub(crate) log_stats: OnceLock<LogStatsFn>,
     pub(crate) connections: AtomicI64,
     pub(crate) connections_total: AtomicU64,
+    pub(crate) connections_idle: AtomicI64,
+    pub(crate) connections_released: AtomicU64,
     pub(crate) started: Instant,
     pub(crate) started_wall: SystemTime,
 }
@@ -125,6 +127,8 @@ impl Live {
             log_stats: OnceLock::new(),
             connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
+            connections_idle: AtomicI64::new(0),
+            connections_released: AtomicU64::new(0),
             started: Instant::now(),
             started_wall: SystemTime::now(),
         }
@@ -378,6 +382,18 @@ impl Collector for Scrape {
             "ccnproxy_client_connections",
             "Open client connections.",
             live.connections.load(Ordering::Relaxed).max(0),
+        )?;
+        gauge(
+            &mut enc,
+            "ccnproxy_client_connections_idle",
+            "Idle keep-alive client connections that gave their buffers back.",
+            live.connections_idle.load(Ordering::Relaxed).max(0),
+        )?;
+        counter(
+            &mut enc,
+            "ccnproxy_client_connection_releases",
+            "Times a quiet keep-alive client connection gave its buffers back.",
+            live.connections_released.load(Ordering::Relaxed),
         )?;
         counter(
             &mut enc,

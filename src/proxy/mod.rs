@@ -22,18 +22,19 @@ pub(crate) mod phase;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
+use http_body::Body;
 use tokio::sync::watch;
 
 use crate::accesslog::AccessLog;
 use crate::admin::Admin;
-use crate::body::ProxyBody;
+use crate::body::{BoxError, ProxyBody};
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::exchange::{self, ConnInfo, Exchange};
 use crate::identity;
-use crate::metrics::{ClientConnection, Metrics};
+use crate::metrics::{ClientConnection, IdleConnection, Metrics};
 use crate::origin::Origin;
 use crate::policy::Policy;
 use crate::ratelimit::RateLimiter;
@@ -114,7 +115,11 @@ impl Handler {
     }
 
     /// Handles one request; never fails (errors become responses).
-    pub async fn handle(&self, info: ConnInfo, mut req: Request<Incoming>) -> Response<ProxyBody> {
+    pub async fn handle<B>(&self, info: ConnInfo, mut req: Request<B>) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let (peer, via) =
             identity::resolve(&self.trust_forwarded, info.peer, info.via, req.headers());
         let info = ConnInfo { peer, via, ..info };
@@ -143,13 +148,17 @@ impl Handler {
     }
 
     /// authorize → build → send, for a request routed to `origin`.
-    async fn forward(
+    async fn forward<B>(
         &self,
         ex: &mut Exchange,
         origin: Origin,
         mode: Mode,
-        req: Request<Incoming>,
-    ) -> Result<Response<ProxyBody>, ProxyError> {
+        req: Request<B>,
+    ) -> Result<Response<ProxyBody>, ProxyError>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         ex.record.origin = Some(origin.to_string());
         phase::authorize(&self.policy, self.max_uri_bytes, &origin, mode, &req)?;
         let req = phase::build(ex, &origin, mode, req);
@@ -163,6 +172,12 @@ impl Handler {
     /// Counts one open client connection until the returned guard drops.
     pub fn client_connection(&self) -> ClientConnection {
         self.metrics.client_connection()
+    }
+
+    /// Counts one idle client connection (buffers given back) until the
+    /// returned guard drops.
+    pub fn idle_connection(&self) -> IdleConnection {
+        self.metrics.idle_connection()
     }
 
     /// Writes the access-log line of a request hyper refused before the

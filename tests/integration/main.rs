@@ -26,6 +26,7 @@ mod h1_keepalive;
 mod hardening;
 mod harness;
 mod headers;
+mod idle_release;
 mod observability;
 mod operator;
 mod pool;
