@@ -107,7 +107,7 @@ impl Format {
         } = self;
         for part in parts {
             match part {
-                Part::Literal(bytes) => out.extend_from_slice(bytes),
+                Part::Literal(literal) => literal.put(out),
                 Part::Field { field, enc, only } => {
                     let value = match only {
                         Some(filter) if !filter.admits(record.status) => Value::Missing,

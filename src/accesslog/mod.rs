@@ -10,8 +10,8 @@
 //! writer is a thread, not a task, because file writes block.
 //!
 //! Files: `format` compiles the line format (`%` directives; `preset` the
-//! presets, `render` the escaping of values, `time` the times), `queue` the
-//! queue's bound, `writer` is the writer thread, `rotate` owns the
+//! presets, `render` the escaping of values, `time` the times), `put` the
+//! byte writers of the hot path, `queue` the queue's bound, `writer` is the writer thread, `rotate` owns the
 //! time-rotated files of `LogDestination::Dir`, `zone` the local time zone.
 //! With a directory, SIGHUP or SIGUSR1 reopens the file (for an external
 //! logrotate). Write failures are counted, warned about at most once a
@@ -22,6 +22,7 @@ mod field;
 pub mod format;
 mod parse;
 mod preset;
+mod put;
 mod queue;
 mod record;
 mod render;

@@ -4,6 +4,7 @@
 use http::header::HeaderName;
 
 use super::field::{Field, Part, Side, StatusFilter, Step, aws_request_id};
+use super::put::Literal;
 use super::render::Enc;
 use super::time::{TimeKind, TimeSpec};
 
@@ -126,7 +127,7 @@ pub(super) fn parse(
                 }
                 let field = directive_field(directive, arg, pos, env)?;
                 if !literal.is_empty() {
-                    parts.push(Part::Literal(std::mem::take(&mut literal).into()));
+                    parts.push(Part::Literal(Literal::new(&std::mem::take(&mut literal))));
                 }
                 let only = (!codes.is_empty()).then_some(StatusFilter { negate, codes });
                 parts.push(Part::Field {
@@ -154,7 +155,7 @@ pub(super) fn parse(
         }
     }
     if !literal.is_empty() {
-        parts.push(Part::Literal(literal.into()));
+        parts.push(Part::Literal(Literal::new(&literal)));
     }
     Ok(parts)
 }

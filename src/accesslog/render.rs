@@ -4,13 +4,14 @@
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use http::header::{GetAll, HeaderName, HeaderValue};
 use http::{HeaderMap, Uri, Version};
 
 use super::Record;
+use super::put::{put_ipv4, put_uint};
 
 /// How a value is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +73,8 @@ pub(super) enum Value<'a> {
 /// A value written as (escaped) text.
 pub(super) enum Text<'a> {
     Bytes(&'a [u8]),
+    /// Bytes known to need no escaping in either encoding (`is_plain`).
+    Plain(&'a [u8]),
     /// Every value of one header, joined with `, ` as Apache merges them.
     Headers(GetAll<'a, HeaderValue>),
     Ip(IpAddr),
@@ -93,13 +96,13 @@ pub(super) fn put(out: &mut Vec<u8>, enc: Enc, value: Value<'_>, scratch: &mut V
             Enc::Json => b"null",
             Enc::JsonText => b"\"\"",
         }),
-        Value::Uint(n) => out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes()),
+        Value::Uint(n) => put_uint(out, n),
         Value::Millis(d) => {
             let millis = d
                 .as_secs()
                 .saturating_mul(1000)
                 .saturating_add(d.subsec_millis().into());
-            out.extend_from_slice(itoa::Buffer::new().format(millis).as_bytes());
+            put_uint(out, millis);
             let frac = d.subsec_micros() % 1000;
             out.extend_from_slice(&[
                 b'.',
@@ -126,6 +129,7 @@ pub(super) fn put(out: &mut Vec<u8>, enc: Enc, value: Value<'_>, scratch: &mut V
 fn put_text(w: &mut Escaper<'_>, t: Text<'_>, scratch: &mut Vec<u8>) {
     match t {
         Text::Bytes(b) => w.bytes(b),
+        Text::Plain(b) => w.out.extend_from_slice(b),
         Text::Headers(all) => {
             for (i, v) in all.iter().enumerate() {
                 if i > 0 {
@@ -147,8 +151,7 @@ fn put_text(w: &mut Escaper<'_>, t: Text<'_>, scratch: &mut Vec<u8>) {
         Text::Addr(SocketAddr::V4(addr)) => {
             put_ipv4(w.out, *addr.ip());
             w.out.push(b':');
-            w.out
-                .extend_from_slice(itoa::Buffer::new().format(addr.port()).as_bytes());
+            put_uint(w.out, addr.port().into());
         }
         Text::Addr(addr) => {
             let _ = write!(w, "{addr}");
@@ -156,10 +159,11 @@ fn put_text(w: &mut Escaper<'_>, t: Text<'_>, scratch: &mut Vec<u8>) {
         Text::Target(uri, v) => put_target(w, uri, v),
         Text::RequestLine(r) => {
             w.bytes(r.method.as_str().as_bytes());
-            w.bytes(b" ");
+            // The space and the version are plain in both encodings.
+            w.out.push(b' ');
             put_target(w, &r.uri, r.version);
-            w.bytes(b" ");
-            w.bytes(version(r.version).as_bytes());
+            w.out.push(b' ');
+            w.out.extend_from_slice(version(r.version).as_bytes());
         }
         Text::Query(uri) => {
             if let Some(q) = uri.query() {
@@ -172,17 +176,6 @@ fn put_text(w: &mut Escaper<'_>, t: Text<'_>, scratch: &mut Vec<u8>) {
             percent_decode(path.as_bytes(), scratch);
             w.bytes(scratch);
         }
-    }
-}
-
-/// `192.0.2.10` without the `fmt` machinery (the hot path of every line).
-fn put_ipv4(out: &mut Vec<u8>, ip: Ipv4Addr) {
-    let mut digits = itoa::Buffer::new();
-    for (i, octet) in ip.octets().into_iter().enumerate() {
-        if i > 0 {
-            out.push(b'.');
-        }
-        out.extend_from_slice(digits.format(octet).as_bytes());
     }
 }
 
@@ -267,8 +260,29 @@ static PLAIN: [bool; 256] = {
     plain
 };
 
-fn is_plain(s: &[u8]) -> bool {
-    s.iter().all(|&b| PLAIN[usize::from(b)])
+/// Whether every byte of `s` is `PLAIN`; eight bytes at a time (each test
+/// below is exact for the word as a whole, which is all that is asked).
+pub(super) fn is_plain(s: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let mut words = s.chunks_exact(8);
+    for word in &mut words {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_ne_bytes(bytes);
+        // A byte below 0x20; a byte of 0x7f or more (a carry out of 0xff
+        // only happens when that byte already has its high bit set).
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH;
+        let high = (x | x.wrapping_add(ONES)) & HIGH;
+        if control | high != 0
+            || has_zero(x ^ (ONES * u64::from(b'"')))
+            || has_zero(x ^ (ONES * u64::from(b'\\')))
+        {
+            return false;
+        }
+    }
+    words.remainder().iter().all(|&b| PLAIN[usize::from(b)])
 }
 
 /// Apache's `ap_escape_logitem`.
@@ -392,6 +406,38 @@ mod tests {
         // Go writes one U+FFFD per invalid byte; so do we.
         escape_json(&mut out, b"\xe2\x82 \xff");
         assert_eq!(out, b"\\ufffd\\ufffd \\ufffd");
+    }
+
+    /// The byte-at-a-time definition `is_plain` must agree with.
+    fn plain_bytewise(s: &[u8]) -> bool {
+        s.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    }
+
+    #[test]
+    fn plain_words_find_every_special_byte_anywhere() {
+        for len in 0..40 {
+            let base = vec![b'a'; len];
+            assert!(is_plain(&base));
+            for at in 0..len {
+                for b in 0..=255u8 {
+                    let mut s = base.clone();
+                    s[at] = b;
+                    assert_eq!(is_plain(&s), plain_bytewise(&s), "byte {b:#x} at {at} of {len}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_words_agree_with_bytes(s in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+            proptest::prop_assert_eq!(is_plain(&s), plain_bytewise(&s));
+        }
+
+        #[test]
+        fn plain_words_agree_on_near_plain_text(s in "[ -~\\x00-\\x1f\\x7f\\u{80}-\\u{ff}]{0,40}") {
+            proptest::prop_assert_eq!(is_plain(s.as_bytes()), plain_bytewise(s.as_bytes()));
+        }
     }
 
     #[test]

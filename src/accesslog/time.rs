@@ -10,7 +10,7 @@ use chrono::DateTime;
 use chrono::format::{DelayedFormat, Fixed, Item, Numeric, StrftimeItems};
 
 use super::Record;
-use super::render::{Text, Value};
+use super::render::{Text, Value, is_plain};
 use super::zone::Zone;
 
 /// `%t` and friends; text is cached for the second it was rendered for.
@@ -20,6 +20,8 @@ pub(super) struct TimeSpec {
     cached_sec: Option<i64>,
     /// Length of the per-second prefix of `text` (RFC 3339 appends millis to it).
     prefix: usize,
+    /// `text` needs no escaping (checked when it is rendered, not per line).
+    plain: bool,
     text: String,
 }
 
@@ -47,6 +49,7 @@ impl TimeSpec {
             kind,
             cached_sec: None,
             prefix: 0,
+            plain: false,
             text: String::new(),
         }
     }
@@ -84,6 +87,7 @@ impl TimeSpec {
             kind,
             cached_sec,
             prefix,
+            plain,
             text,
             ..
         } = self;
@@ -94,10 +98,12 @@ impl TimeSpec {
             TimeKind::MsecFrac => {
                 text.clear();
                 let _ = write!(text, "{:03}", micros / 1000);
+                *plain = true;
             }
             TimeKind::UsecFrac => {
                 text.clear();
                 let _ = write!(text, "{micros:06}");
+                *plain = true;
             }
             TimeKind::Strftime { items, per_second } => {
                 if !(*per_second && *cached_sec == Some(secs)) {
@@ -111,6 +117,7 @@ impl TimeSpec {
                         items.iter(),
                     );
                     let _ = write!(text, "{shown}");
+                    *plain = is_plain(text.as_bytes());
                     *cached_sec = Some(secs);
                 }
             }
@@ -123,13 +130,18 @@ impl TimeSpec {
                         local_naive(secs, 0, 0).format("%Y-%m-%dT%H:%M:%S")
                     );
                     *prefix = text.len();
+                    *plain = is_plain(text.as_bytes());
                     *cached_sec = Some(secs);
                 }
                 text.truncate(*prefix);
                 let _ = write!(text, ".{:03}Z", micros / 1000);
             }
         }
-        Value::Text(Text::Bytes(text.as_bytes()))
+        if *plain {
+            Value::Text(Text::Plain(text.as_bytes()))
+        } else {
+            Value::Text(Text::Bytes(text.as_bytes()))
+        }
     }
 }
 
