@@ -8,7 +8,6 @@ use http::HeaderMap;
 use http::header::HeaderName;
 
 use super::Record;
-use super::put::Literal;
 use super::render::{Enc, Text, Value, headers, non_empty, text, version};
 use super::time::TimeSpec;
 use super::zone::Zone;
@@ -17,7 +16,7 @@ use crate::upstream::Timing;
 /// One piece of a line.
 pub(super) enum Part {
     /// Written as is.
-    Literal(Literal),
+    Literal(Box<[u8]>),
     /// A value, written per `enc`, or unknown when `only` rules out the status.
     Field {
         field: Field,

@@ -1,6 +1,7 @@
 //! Access-log line formats: Apache `mod_log_config` directives, ccnproxy's
-//! `%{NAME}x` fields and the presets, compiled once into a list of parts and
-//! rendered into the caller's buffer without further allocation.
+//! `%{NAME}x` fields and the presets, compiled once into a list of fields,
+//! each with the literal text that follows it, and rendered into the
+//! caller's buffer without further allocation.
 //!
 //! Pure: no I/O and no clock; times come from the `Record`, the zone from
 //! `Zone`. This file parses and holds the compiled parts; `render` writes
@@ -9,10 +10,11 @@
 use http::header::HeaderName;
 
 use super::Record;
-use super::field::{Field, Part, Side};
+use super::field::{Field, Part, Side, StatusFilter};
 use super::parse::parse;
 use super::preset;
-use super::render::{Value, put};
+use super::put::Literal;
+use super::render::{Enc, Value, put};
 use super::zone::Zone;
 
 pub use super::parse::FormatError;
@@ -20,8 +22,14 @@ pub use super::preset::PRESETS;
 
 /// A compiled line format. `write` renders one record; the time parts cache
 /// their text per second, hence `&mut self`.
+///
+/// The parts are kept as the literal text before the first field (`lead`)
+/// and one `Piece` per field carrying the text up to the next field, the
+/// line's newline included in the last: one step per field, however the
+/// format mixes text and fields.
 pub struct Format {
-    parts: Vec<Part>,
+    lead: Literal,
+    pieces: Vec<Piece>,
     zone: Zone,
     scratch: Vec<u8>,
     request_headers: Vec<HeaderName>,
@@ -40,15 +48,7 @@ impl Format {
         spec: &str,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, FormatError> {
-        let parts = if let Some(parts) = preset::built(spec) {
-            parts
-        } else if let Some(preset) = preset::string(spec) {
-            parse(preset, &env)?
-        } else if spec.contains('%') {
-            parse(spec, &env)?
-        } else {
-            return Err(FormatError::UnknownPreset(spec.to_owned()));
-        };
+        let parts = parts(spec, env)?;
         let mut request_headers = Vec::new();
         let mut response_headers = Vec::new();
         for part in &parts {
@@ -72,8 +72,10 @@ impl Format {
                 }
             }
         }
+        let (lead, pieces) = pieces(parts);
         Ok(Self {
-            parts,
+            lead,
+            pieces,
             zone: Zone::Local,
             scratch: Vec::new(),
             request_headers,
@@ -100,25 +102,84 @@ impl Format {
     /// Appends one line for `record`, newline included, to `out`.
     pub fn write(&mut self, record: &Record, out: &mut Vec<u8>) {
         let Self {
-            parts,
+            lead,
+            pieces,
             zone,
             scratch,
             ..
         } = self;
-        for part in parts {
-            match part {
-                Part::Literal(literal) => literal.put(out),
-                Part::Field { field, enc, only } => {
-                    let value = match only {
-                        Some(filter) if !filter.admits(record.status) => Value::Missing,
-                        _ => field.value(record, zone),
-                    };
-                    put(out, *enc, value, scratch);
-                }
+        lead.put(out);
+        for Piece {
+            field,
+            enc,
+            only,
+            then,
+        } in pieces
+        {
+            let value = match only {
+                Some(filter) if !filter.admits(record.status) => Value::Missing,
+                _ => field.value(record, zone),
+            };
+            put(out, *enc, value, scratch);
+            then.put(out);
+        }
+    }
+}
+
+/// The parts of a preset or a custom format string, in line order.
+pub(super) fn parts(
+    spec: &str,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<Part>, FormatError> {
+    if let Some(parts) = preset::built(spec) {
+        Ok(parts)
+    } else if let Some(preset) = preset::string(spec) {
+        parse(preset, &env)
+    } else if spec.contains('%') {
+        parse(spec, &env)
+    } else {
+        Err(FormatError::UnknownPreset(spec.to_owned()))
+    }
+}
+
+/// A field, how it is written, and the literal text after it.
+struct Piece {
+    field: Field,
+    enc: Enc,
+    only: Option<StatusFilter>,
+    then: Literal,
+}
+
+/// Regroups parts as the text before the first field and one piece per
+/// field; the newline ends the last text.
+fn pieces(parts: Vec<Part>) -> (Literal, Vec<Piece>) {
+    let mut lead = None;
+    let mut pieces: Vec<Piece> = Vec::new();
+    // The text since the last field; it goes to that field's piece (or the
+    // lead) when the next field or the end comes.
+    let mut text = Vec::new();
+    let mut settle = |pieces: &mut Vec<Piece>, text: &[u8]| match pieces.last_mut() {
+        Some(piece) => piece.then = Literal::new(text),
+        None => lead = Some(Literal::new(text)),
+    };
+    for part in parts {
+        match part {
+            Part::Literal(bytes) => text.extend_from_slice(&bytes),
+            Part::Field { field, enc, only } => {
+                settle(&mut pieces, &text);
+                text.clear();
+                pieces.push(Piece {
+                    field,
+                    enc,
+                    only,
+                    then: Literal::new(b""),
+                });
             }
         }
-        out.push(b'\n');
     }
+    text.push(b'\n');
+    settle(&mut pieces, &text);
+    (lead.unwrap_or_else(|| Literal::new(b"")), pieces)
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 use http::header::HeaderName;
 
 use super::field::{Field, Part, Side, StatusFilter, Step, aws_request_id};
-use super::put::Literal;
 use super::render::Enc;
 use super::time::{TimeKind, TimeSpec};
 
@@ -127,7 +126,7 @@ pub(super) fn parse(
                 }
                 let field = directive_field(directive, arg, pos, env)?;
                 if !literal.is_empty() {
-                    parts.push(Part::Literal(Literal::new(&std::mem::take(&mut literal))));
+                    parts.push(Part::Literal(std::mem::take(&mut literal).into()));
                 }
                 let only = (!codes.is_empty()).then_some(StatusFilter { negate, codes });
                 parts.push(Part::Field {
@@ -155,7 +154,7 @@ pub(super) fn parse(
         }
     }
     if !literal.is_empty() {
-        parts.push(Part::Literal(Literal::new(&literal)));
+        parts.push(Part::Literal(literal.into()));
     }
     Ok(parts)
 }

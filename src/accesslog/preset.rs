@@ -5,7 +5,6 @@
 use http::header::{REFERER, USER_AGENT};
 
 use super::field::{Field, Part, Side, Step, aws_request_id};
-use super::put::Literal;
 use super::render::Enc;
 use super::time::{TimeKind, TimeSpec};
 
@@ -62,16 +61,16 @@ fn json_object(fields: Vec<(&str, Field, Enc)>) -> Vec<Part> {
     let mut parts = Vec::with_capacity(fields.len() * 2 + 1);
     for (i, (key, field, enc)) in fields.into_iter().enumerate() {
         let open = if i == 0 { "{" } else { "," };
-        parts.push(Part::Literal(Literal::new(
-            format!("{open}\"{key}\":").as_bytes(),
-        )));
+        parts.push(Part::Literal(
+            format!("{open}\"{key}\":").into_bytes().into(),
+        ));
         parts.push(Part::Field {
             field,
             enc,
             only: None,
         });
     }
-    parts.push(Part::Literal(Literal::new(b"}")));
+    parts.push(Part::Literal(Box::new(*b"}")));
     parts
 }
 

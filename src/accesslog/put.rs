@@ -103,8 +103,21 @@ mod tests {
 
     #[test]
     fn integers_at_the_edges() {
-        for n in [0, 9, 10, 99, 100, 999_999, 1_000_000, u64::MAX - 1, u64::MAX] {
-            assert_eq!(fixed(b"x", |o| put_uint(o, n)), format!("x{n}").into_bytes());
+        for n in [
+            0,
+            9,
+            10,
+            99,
+            100,
+            999_999,
+            1_000_000,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            assert_eq!(
+                fixed(b"x", |o| put_uint(o, n)),
+                format!("x{n}").into_bytes()
+            );
         }
         for n in (0..64).map(|s| 1u64 << s) {
             for m in [n - 1, n, n + 1] {

@@ -410,7 +410,8 @@ mod tests {
 
     /// The byte-at-a-time definition `is_plain` must agree with.
     fn plain_bytewise(s: &[u8]) -> bool {
-        s.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+        s.iter()
+            .all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
     }
 
     #[test]
@@ -422,7 +423,11 @@ mod tests {
                 for b in 0..=255u8 {
                     let mut s = base.clone();
                     s[at] = b;
-                    assert_eq!(is_plain(&s), plain_bytewise(&s), "byte {b:#x} at {at} of {len}");
+                    assert_eq!(
+                        is_plain(&s),
+                        plain_bytewise(&s),
+                        "byte {b:#x} at {at} of {len}"
+                    );
                 }
             }
         }
