@@ -8,7 +8,7 @@ use http::HeaderMap;
 use http::header::HeaderName;
 
 use super::Record;
-use super::render::{Enc, Text, Value, headers, non_empty, text, version};
+use super::render::{Enc, Text, Value, headers, non_empty, plain, text, version};
 use super::time::TimeSpec;
 use super::zone::Zone;
 use crate::upstream::Timing;
@@ -131,7 +131,7 @@ impl Field {
             Self::Query => Value::Text(Text::Query(&r.uri)),
             Self::Target => Value::Text(Text::Target(&r.uri, r.version)),
             Self::DecodedPath => Value::Text(Text::DecodedPath(r.uri.path())),
-            Self::Protocol => text(version(r.version)),
+            Self::Protocol => plain(version(r.version)),
             Self::Status => Value::Uint(r.status.into()),
             Self::BytesSentClf if r.bytes_sent == 0 => Value::Missing,
             Self::BytesSentClf | Self::BytesSent => Value::Uint(r.bytes_sent),
@@ -158,7 +158,7 @@ impl Field {
                 .and_then(|t| t.addr)
                 .map_or(Value::Missing, |a| Value::Text(Text::Addr(a))),
             Self::Reused => up.map_or(Value::Missing, |t| Value::Bool(t.reused)),
-            Self::UpstreamProtocol => up.map_or(Value::Missing, |t| text(t.protocol.as_str())),
+            Self::UpstreamProtocol => up.map_or(Value::Missing, |t| plain(t.protocol.as_str())),
             Self::Step(step) => up.map_or(Value::Missing, |t| Value::Millis(step.of(t))),
             Self::Retries => up.map_or(Value::Missing, |t| Value::Uint(t.retries.into())),
             Self::ConnectAttempts => {

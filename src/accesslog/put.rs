@@ -14,7 +14,7 @@ use std::net::Ipv4Addr;
 #[inline]
 pub(super) fn put_fixed<const N: usize>(out: &mut Vec<u8>, bytes: &[u8; N], len: usize) {
     debug_assert!(len <= N);
-    let end = out.len() + len.min(N);
+    let end = out.len() + len;
     out.extend_from_slice(bytes);
     out.truncate(end);
 }
@@ -50,6 +50,14 @@ impl Literal {
     }
 }
 
+/// "00" to "99": two digits per division.
+const PAIRS: &[u8; 200] = b"\
+    0001020304050607080910111213141516171819\
+    2021222324252627282930313233343536373839\
+    4041424344454647484950515253545556575859\
+    6061626364656667686970717273747576777879\
+    8081828384858687888990919293949596979899";
+
 /// Appends `n` in decimal, as `itoa` and `Display` write it.
 #[inline]
 pub(super) fn put_uint(out: &mut Vec<u8>, mut n: u64) {
@@ -57,10 +65,17 @@ pub(super) fn put_uint(out: &mut Vec<u8>, mut n: u64) {
     let len = n.checked_ilog10().map_or(1, |d| d as usize + 1);
     let mut digits = [b'0'; 20];
     let mut i = len;
-    while i > 0 {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
+    while n >= 100 {
+        let pair = (n % 100) as usize * 2;
+        n /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if n >= 10 {
+        let pair = n as usize * 2;
+        digits[i - 2..i].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        digits[i - 1] = b'0' + n as u8;
     }
     put_fixed(out, &digits, len);
 }

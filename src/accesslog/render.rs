@@ -29,6 +29,12 @@ pub(super) fn text(s: &str) -> Value<'_> {
     Value::Text(Text::Bytes(s.as_bytes()))
 }
 
+/// A constant text that needs no escaping (a version, a protocol name).
+pub(super) fn plain(s: &'static str) -> Value<'static> {
+    debug_assert!(is_plain(s.as_bytes()), "{s:?}");
+    Value::Text(Text::Plain(s.as_bytes()))
+}
+
 /// A text value; unknown when empty.
 pub(super) fn non_empty(s: &str) -> Value<'_> {
     if s.is_empty() {

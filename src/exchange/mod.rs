@@ -57,7 +57,6 @@ pub struct Exchange {
     /// Reading the client's body failed (it went away mid-upload).
     client_body_failed: Arc<AtomicBool>,
     upstream_started: Option<Instant>,
-    response_headers: Vec<header::HeaderName>,
     done: bool,
 }
 
@@ -72,15 +71,12 @@ impl Exchange {
     ) -> Self {
         let headers = req.headers();
         let mut wanted = HeaderMap::new();
-        let names = log.request_headers().iter();
-        for name in names.chain(metrics.request_headers()) {
-            if wanted.contains_key(name) {
-                continue;
-            }
-            for v in headers.get_all(name) {
-                wanted.append(name.clone(), v.clone());
-            }
-        }
+        copy_headers(
+            headers,
+            log.request_headers(),
+            metrics.request_headers(),
+            &mut wanted,
+        );
         let host = match headers.get(header::HOST) {
             Some(h) => String::from_utf8_lossy(h.as_bytes()).into_owned(),
             None => req
@@ -122,7 +118,6 @@ impl Exchange {
             received: Arc::new(AtomicU64::new(0)),
             client_body_failed: Arc::new(AtomicBool::new(false)),
             upstream_started: None,
-            response_headers: log.response_headers().to_vec(),
             done: false,
         }
     }
@@ -130,12 +125,12 @@ impl Exchange {
     /// Sends `resp` to the client; the record is written when its body ends.
     pub fn respond(mut self, resp: Response<ProxyBody>) -> Response<ProxyBody> {
         self.record.status = resp.status().as_u16();
-        let headers = resp.headers();
-        for name in &self.response_headers {
-            for v in headers.get_all(name) {
-                self.record.response_headers.append(name.clone(), v.clone());
-            }
-        }
+        copy_headers(
+            resp.headers(),
+            self.log.response_headers(),
+            &[],
+            &mut self.record.response_headers,
+        );
         let (parts, inner) = resp.into_parts();
         let body = Logged {
             inner,
@@ -219,6 +214,42 @@ impl Drop for Exchange {
         // Dropped before any response: the client left while we waited
         // upstream; the upstream request is cancelled with this future.
         self.abandon(0);
+    }
+}
+
+/// A message with at most this many header values is scanned once for the
+/// wanted names; a larger one is looked up name by name.
+const SCAN_HEADERS: usize = 16;
+
+/// Appends to `to` every value of `from` whose name is in `names` or
+/// `more`, each name's values in their order (what the access log and the
+/// metrics read is by name, so the order across names does not matter).
+/// A short message is scanned once, which costs less than hashing each
+/// wanted name.
+fn copy_headers(
+    from: &HeaderMap,
+    names: &[header::HeaderName],
+    more: &[header::HeaderName],
+    to: &mut HeaderMap,
+) {
+    if names.is_empty() && more.is_empty() {
+        return;
+    }
+    if from.len() <= SCAN_HEADERS {
+        for (name, value) in from {
+            if names.contains(name) || more.contains(name) {
+                to.append(name.clone(), value.clone());
+            }
+        }
+        return;
+    }
+    for name in names.iter().chain(more) {
+        if to.contains_key(name) {
+            continue;
+        }
+        for value in from.get_all(name) {
+            to.append(name.clone(), value.clone());
+        }
     }
 }
 

@@ -161,3 +161,50 @@ async fn the_continue_gate_opens_on_the_signal_or_after_its_wait() {
     assert_eq!(read, "y");
     assert!(started.elapsed() >= Duration::from_secs(1));
 }
+
+#[test]
+fn short_and_long_messages_copy_the_same_headers() {
+    use http::header::{HeaderName, REFERER, USER_AGENT};
+    let wanted = [USER_AGENT, HeaderName::from_static("x-amz-request-id")];
+    let more = [HeaderName::from_static("x-tenant"), USER_AGENT];
+    let by_name = |map: &HeaderMap| {
+        let mut all = BTreeMap::new();
+        for (name, value) in map {
+            all.entry(name.as_str().to_owned())
+                .or_insert_with(Vec::new)
+                .push(value.clone());
+        }
+        all
+    };
+    for filler in [0, 3, SCAN_HEADERS, SCAN_HEADERS + 1, 40] {
+        let mut from = HeaderMap::new();
+        from.append(USER_AGENT, HeaderValue::from_static("first"));
+        for i in 0..filler {
+            from.append(
+                HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).expect("name"),
+                HeaderValue::from_static("f"),
+            );
+        }
+        from.append("x-tenant", HeaderValue::from_static("t1"));
+        from.append(USER_AGENT, HeaderValue::from_static("second"));
+        from.append(REFERER, HeaderValue::from_static("not wanted"));
+        from.append("x-amz-request-id", HeaderValue::from_static("id"));
+        let mut copied = HeaderMap::new();
+        copy_headers(&from, &wanted, &more, &mut copied);
+        let want = BTreeMap::from([
+            (
+                "user-agent".to_owned(),
+                vec![
+                    HeaderValue::from_static("first"),
+                    HeaderValue::from_static("second"),
+                ],
+            ),
+            (
+                "x-amz-request-id".to_owned(),
+                vec![HeaderValue::from_static("id")],
+            ),
+            ("x-tenant".to_owned(), vec![HeaderValue::from_static("t1")]),
+        ]);
+        assert_eq!(by_name(&copied), want, "{} values", from.len());
+    }
+}
