@@ -58,9 +58,18 @@ const PAIRS: &[u8; 200] = b"\
     6061626364656667686970717273747576777879\
     8081828384858687888990919293949596979899";
 
-/// Appends `n` in decimal, as `itoa` and `Display` write it.
+/// Appends `n` in decimal, as `itoa` and `Display` write it. One digit (a
+/// zero timing, a retry count) is a single push.
 #[inline]
-pub(super) fn put_uint(out: &mut Vec<u8>, mut n: u64) {
+pub(super) fn put_uint(out: &mut Vec<u8>, n: u64) {
+    if n < 10 {
+        out.push(b'0' + n as u8);
+    } else {
+        put_digits(out, n);
+    }
+}
+
+fn put_digits(out: &mut Vec<u8>, mut n: u64) {
     // u64::MAX has 20 digits; `checked_ilog10` is at most 19.
     let len = n.checked_ilog10().map_or(1, |d| d as usize + 1);
     let mut digits = [b'0'; 20];
