@@ -217,15 +217,15 @@ impl Drop for Exchange {
     }
 }
 
-/// A message with at most this many header values is scanned once for the
+/// A message with at most this many header names is scanned once for the
 /// wanted names; a larger one is looked up name by name.
 const SCAN_HEADERS: usize = 16;
 
 /// Appends to `to` every value of `from` whose name is in `names` or
 /// `more`, each name's values in their order (what the access log and the
 /// metrics read is by name, so the order across names does not matter).
-/// A short message is scanned once, which costs less than hashing each
-/// wanted name.
+/// The names of a short message are scanned once, which costs less than
+/// hashing each wanted name.
 fn copy_headers(
     from: &HeaderMap,
     names: &[header::HeaderName],
@@ -235,20 +235,29 @@ fn copy_headers(
     if names.is_empty() && more.is_empty() {
         return;
     }
-    if from.len() <= SCAN_HEADERS {
-        for (name, value) in from {
+    let mut copy = |name: &header::HeaderName| {
+        for value in from.get_all(name) {
+            to.append(name.clone(), value.clone());
+        }
+    };
+    if from.keys_len() <= SCAN_HEADERS {
+        // Only a name that is there is looked up.
+        for name in from.keys() {
             if names.contains(name) || more.contains(name) {
-                to.append(name.clone(), value.clone());
+                copy(name);
             }
         }
         return;
     }
-    for name in names.iter().chain(more) {
-        if to.contains_key(name) {
-            continue;
-        }
-        for value in from.get_all(name) {
-            to.append(name.clone(), value.clone());
+    for (i, name) in names.iter().chain(more).enumerate() {
+        // A name both lists want is copied once.
+        if !names
+            .iter()
+            .chain(more)
+            .take(i)
+            .any(|earlier| earlier == name)
+        {
+            copy(name);
         }
     }
 }

@@ -205,6 +205,6 @@ fn short_and_long_messages_copy_the_same_headers() {
             ),
             ("x-tenant".to_owned(), vec![HeaderValue::from_static("t1")]),
         ]);
-        assert_eq!(by_name(&copied), want, "{} values", from.len());
+        assert_eq!(by_name(&copied), want, "{} names", from.keys_len());
     }
 }
