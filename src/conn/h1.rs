@@ -2,22 +2,27 @@
 //! another so that an idle one holds no buffers.
 //!
 //! hyper keeps an 8 KiB read and an 8 KiB write buffer for as long as its
-//! connection lives. Once a connection has been quiet for a whole
-//! `IDLE_RELEASE` tick (no request started since the previous tick, nothing
-//! in flight, the last request body read to its end, nobody asked to
-//! close), the hyper connection is shut down gracefully. hyper closes an
-//! idle connection at once, so this ends it at a message boundary; the
-//! socket's shutdown is skipped (`Held`). The socket then waits for its next
-//! bytes holding nothing but its registration, and a new hyper connection
-//! takes over when they come, after the bytes hyper had read and not parsed.
+//! connection lives. So a connection gives them back once it falls quiet:
+//! when a response is done, nothing else is in flight, the request body was
+//! read to its end, nobody asked to close, and no new request came for
+//! `GRACE` (50 ms), the hyper connection is shut down gracefully. hyper closes an idle connection at
+//! once, so this ends it at a message boundary, after its last bytes are
+//! flushed; the socket's shutdown is skipped (`Held`). The socket then waits
+//! for its next bytes holding nothing but its registration, and a new hyper
+//! connection takes over when they come, after any bytes hyper had read and
+//! not parsed. A pipelined request already read keeps the connection busy,
+//! so nothing is released between pipelined requests.
 //!
 //! The idle wait keeps hyper's limit: a keep-alive connection with no new
-//! request for the read timeout closes (up to one tick later than with
-//! hyper alone). While stopping, an idle connection closes at once; while
-//! draining, it stays open and its next response says `Connection: close`.
+//! request for the read timeout closes. While stopping, an idle connection
+//! closes at once; while draining, it stays open and its next response says
+//! `Connection: close`.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,15 +32,19 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::{Instant, Sleep};
 
 use super::held::{Activity, ClientBody, Held, Served, Stream};
 use crate::exchange::ConnInfo;
 use crate::proxy::Handler;
 use crate::shutdown::Phase;
 
-/// How long a connection must be quiet before its buffers go back.
-const IDLE_RELEASE: Duration = Duration::from_secs(1);
+/// How long a connection must stay quiet before it gives its buffers back:
+/// longer than the pause between a busy client's back-to-back calls, so
+/// those do not pay for a new hyper connection each (about 5,500
+/// instructions), short enough that a burst of clients that each make one
+/// call holds few buffers at once.
+const GRACE: Duration = Duration::from_millis(50);
 
 static CLOSE: HeaderValue = HeaderValue::from_static("close");
 
@@ -79,19 +88,20 @@ pub(super) async fn serve(
             })
         }
     });
-    let mut tick = tokio::time::interval(IDLE_RELEASE);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let grace = tokio::time::sleep(GRACE);
+    tokio::pin!(grace);
     loop {
         activity.set_releasing(false);
         let io = TokioIo::new(Held {
             stream,
             activity: activity.clone(),
         });
-        let mut conn = builder.serve_connection(io, svc).with_upgrades();
-        tick.reset();
-        if !drive(&mut conn, &activity, &mut tick, &mut phase).await? {
+        // Boxed, so that the connection task is small while it waits.
+        let mut conn = Box::new(builder.serve_connection(io, svc).with_upgrades());
+        let Some(quiet_since) = drive(&mut *conn, &activity, grace.as_mut(), &mut phase).await?
+        else {
             return Ok(());
-        }
+        };
         // Released: the socket comes back, with what hyper read ahead.
         let Some(parts) = conn.into_parts() else {
             return Ok(());
@@ -99,51 +109,107 @@ pub(super) async fn serve(
         svc = parts.service;
         stream = parts.io.into_inner().stream;
         let _idle = handler.idle_connection();
-        if !parts.read_buf.is_empty() {
-            unread(&mut stream, parts.read_buf);
+        let read_ahead = parts.read_buf;
+        if !read_ahead.is_empty() {
+            unread(&mut stream, read_ahead);
             continue;
         }
-        let deadline = Instant::now() + read_timeout.saturating_sub(IDLE_RELEASE);
-        if !wait_for_request(&stream, deadline, &mut phase).await {
+        // An empty `Bytes` can still hold hyper's whole read buffer.
+        drop(read_ahead);
+        // The read timeout counts from the end of the last response, as
+        // hyper's does.
+        grace.as_mut().reset(quiet_since + read_timeout);
+        if !wait_for_request(&stream, grace.as_mut(), &mut phase).await {
             return Ok(());
         }
     }
 }
 
-/// Polls `conn` to its end. `Ok(true)` when it ended because it was
-/// released (its socket is to be served again), `Ok(false)` when it is done.
+/// Polls `conn` to its end, releasing it once it falls quiet. `Ok(Some(t))`
+/// when it ended because it was released (its socket is to be served
+/// again), quiet since `t`; `Ok(None)` when it is done.
 async fn drive<C>(
     conn: &mut C,
     activity: &Activity,
-    tick: &mut tokio::time::Interval,
+    grace: Pin<&mut Sleep>,
     phase: &mut watch::Receiver<Phase>,
-) -> Result<bool, Box<dyn std::error::Error + Send + Sync>>
+) -> Result<Option<Instant>, Box<dyn std::error::Error + Send + Sync>>
 where
-    C: std::future::Future<Output = hyper::Result<()>> + GracefulShutdown + Unpin,
+    C: Future<Output = hyper::Result<()>> + GracefulShutdown + Unpin,
 {
-    let (mut releasing, mut stopping, mut watching) = (false, false, true);
-    let mut seen = activity.started();
+    let mut serving = Quiet {
+        conn,
+        activity,
+        grace,
+        served: activity.started(),
+        armed_for: None,
+        quiet_since: Instant::now(),
+        released: false,
+    };
+    let (mut stopping, mut watching) = (false, true);
     loop {
         if !stopping && *phase.borrow_and_update() == Phase::Stopping {
             // Idle: closes now; busy: after the response in flight.
-            conn.shut_down();
+            serving.conn.shut_down();
             stopping = true;
         }
         tokio::select! {
-            done = &mut *conn => {
+            done = &mut serving => {
                 done?;
-                return Ok(releasing && !stopping);
-            }
-            _ = tick.tick(), if !releasing && !stopping => {
-                let started = activity.started();
-                if started == seen && activity.is_quiet() {
-                    activity.set_releasing(true);
-                    conn.shut_down();
-                    releasing = true;
-                }
-                seen = started;
+                return Ok((serving.released && !stopping).then_some(serving.quiet_since));
             }
             changed = phase.changed(), if watching && !stopping => watching = changed.is_ok(),
+        }
+    }
+}
+
+/// Polls a hyper connection; once it has served a request and stayed quiet
+/// (`Activity::is_quiet`) for `GRACE`, shuts it down gracefully with the
+/// socket's shutdown skipped.
+struct Quiet<'a, C> {
+    conn: &'a mut C,
+    activity: &'a Activity,
+    grace: Pin<&'a mut Sleep>,
+    /// `Activity::started` when this hyper connection began.
+    served: u32,
+    /// `Activity::started` when `grace` was last set: one quiet spell.
+    armed_for: Option<u32>,
+    /// When the current quiet spell began.
+    quiet_since: Instant,
+    released: bool,
+}
+
+impl<C> Future for Quiet<'_, C>
+where
+    C: Future<Output = hyper::Result<()>> + GracefulShutdown + Unpin,
+{
+    type Output = hyper::Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<hyper::Result<()>> {
+        let this = &mut *self;
+        loop {
+            let polled = Pin::new(&mut *this.conn).poll(cx);
+            if polled.is_ready() || this.released {
+                return polled;
+            }
+            let started = this.activity.started();
+            if started == this.served || !this.activity.is_quiet() {
+                return Poll::Pending;
+            }
+            if this.armed_for != Some(started) {
+                // A new quiet spell. Moving a pending deadline later is
+                // cheap (no timer-wheel work), and this happens per request.
+                this.armed_for = Some(started);
+                this.quiet_since = Instant::now();
+                this.grace.as_mut().reset(this.quiet_since + GRACE);
+            }
+            if this.grace.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // hyper is between messages: it closes at once, so poll again.
+            this.released = true;
+            this.activity.set_releasing(true);
+            this.conn.shut_down();
         }
     }
 }
@@ -162,15 +228,16 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     fn shut_down(&mut self) {
-        std::pin::Pin::new(self).graceful_shutdown();
+        Pin::new(self).graceful_shutdown();
     }
 }
 
 /// Waits, holding no buffer, until the client sends its next request (or
-/// closes). `false` when the read timeout passes or the proxy is stopping.
+/// closes). `false` when `deadline` (the read timeout; the timer `GRACE`
+/// used) passes or the proxy is stopping.
 async fn wait_for_request(
     stream: &Stream,
-    deadline: Instant,
+    mut deadline: Pin<&mut Sleep>,
     phase: &mut watch::Receiver<Phase>,
 ) -> bool {
     let socket = stream.get_ref().get_ref();
@@ -181,7 +248,7 @@ async fn wait_for_request(
         }
         tokio::select! {
             ready = socket.readable() => return ready.is_ok(),
-            () = tokio::time::sleep_until(deadline) => return false,
+            () = deadline.as_mut() => return false,
             changed = phase.changed(), if watching => watching = changed.is_ok(),
         }
     }

@@ -66,7 +66,9 @@ pub async fn serve(
     stream.set_write_timeout(Some(listener.write_timeout));
     let mut stream = Box::pin(stream);
     match sniff(&mut stream, listener.read_timeout).await {
-        Some(true) => serve_h2(stream, info, service, &builders.h2, phase).await,
+        // Boxed: hyper's h2 connection is large, and every HTTP/1.1
+        // connection's task would otherwise have room for it.
+        Some(true) => Box::pin(serve_h2(stream, info, service, &builders.h2, phase)).await,
         Some(false) => {
             h1::serve(
                 stream,
