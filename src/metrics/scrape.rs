@@ -68,6 +68,7 @@ impl PoolSource for Upstream {
     fn snapshot(&self) -> Vec<PoolSnapshot> {
         self.pools()
             .iter()
+            .filter_map(std::sync::Weak::upgrade)
             .map(|pool| {
                 let c = &pool.counters;
                 let read = |a: &AtomicU64| a.load(Ordering::Relaxed);

@@ -245,8 +245,9 @@ impl Upstream {
         }
     }
 
-    /// Every pool with its counters and a snapshot of its state.
-    pub fn pools(&self) -> Vec<Arc<Pool>> {
+    /// Every pool, held weakly (upgrade one at a time: a pool held
+    /// strongly is in use and cannot be evicted).
+    pub fn pools(&self) -> Vec<std::sync::Weak<Pool>> {
         self.pools
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -260,7 +261,9 @@ impl Upstream {
         // Pools are swept outside the table's lock; the snapshot must be
         // gone before `expire`, which takes a second holder for "in use".
         for pool in self.pools() {
-            pool.sweep(config.origin_idle_ttl);
+            if let Some(pool) = pool.upgrade() {
+                pool.sweep(config.origin_idle_ttl);
+            }
         }
         let removed = self.pools.lock().unwrap_or_else(|e| e.into_inner()).expire(
             tokio::time::Instant::now(),

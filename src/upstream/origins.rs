@@ -103,9 +103,14 @@ impl<T> Table<T> {
         self.map.get(origin).map(|e| e.value.clone())
     }
 
-    /// Every entry's value.
-    pub(super) fn values(&self) -> Vec<Arc<T>> {
-        self.map.values().map(|e| e.value.clone()).collect()
+    /// Every entry's value, held weakly: a snapshot of strong references
+    /// would make every entry look in use (`is_idle`) for as long as the
+    /// snapshot lives, and an origin that needed room would get 503.
+    pub(super) fn values(&self) -> Vec<std::sync::Weak<T>> {
+        self.map
+            .values()
+            .map(|e| Arc::downgrade(&e.value))
+            .collect()
     }
 
     /// Entries now.
@@ -171,6 +176,23 @@ mod tests {
         assert_eq!(names(&removed), ["b"]);
         drop(a);
         assert_eq!(table.len(), 2);
+    }
+
+    #[test]
+    fn a_snapshot_of_every_entry_does_not_make_them_in_use() {
+        // The sweep and every `/metrics` scrape walk all pools; while they
+        // do, a new origin must still find an idle one to evict.
+        let t0 = Instant::now();
+        let mut table: Table<&str> = Table::new(2);
+        drop(table.get(&o("a"), t0, || "a").expect("room"));
+        drop(table.get(&o("b"), t0, || "b").expect("room"));
+        let snapshot = table.values();
+        let (_c, removed) = table
+            .get(&o("c"), t0 + Duration::from_secs(1), || "c")
+            .expect("an idle entry makes room while the snapshot is held");
+        assert_eq!(removed.len(), 1);
+        drop(removed);
+        assert_eq!(snapshot.iter().filter(|w| w.upgrade().is_some()).count(), 1);
     }
 
     #[test]
