@@ -96,14 +96,17 @@ pub(super) async fn serve(
             stream,
             activity: activity.clone(),
         });
-        // Boxed, so that the connection task is small while it waits.
-        let mut conn = Box::new(builder.serve_connection(io, svc).with_upgrades());
-        let Some(quiet_since) = drive(&mut *conn, &activity, grace.as_mut(), &mut phase).await?
-        else {
-            return Ok(());
+        // Boxed, so that the connection task is small while it waits; the
+        // box is gone (end of the block) before the wait.
+        let released = {
+            let mut conn = Box::new(builder.serve_connection(io, svc).with_upgrades());
+            match drive(&mut *conn, &activity, grace.as_mut(), &mut phase).await? {
+                Some(quiet_since) => conn.into_parts().map(|parts| (parts, quiet_since)),
+                None => None,
+            }
         };
         // Released: the socket comes back, with what hyper read ahead.
-        let Some(parts) = conn.into_parts() else {
+        let Some((parts, quiet_since)) = released else {
             return Ok(());
         };
         svc = parts.service;

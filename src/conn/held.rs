@@ -13,13 +13,13 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
-use tokio_io_timeout::TimeoutStream;
+use tokio_io_timeout::TimeoutWriter;
 
 use crate::identity::Prefixed;
 
 /// A client socket: bytes already read come first (`Prefixed`), and a write
 /// that makes no progress for the write timeout fails.
-pub(super) type Stream = Pin<Box<TimeoutStream<Prefixed<TcpStream>>>>;
+pub(super) type Stream = Pin<Box<TimeoutWriter<Prefixed<TcpStream>>>>;
 
 /// What the requests of one HTTP/1.1 connection are doing. The connection
 /// task and the bodies hyper polls on that same task are its only users;

@@ -20,7 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio_io_timeout::TimeoutStream;
+use tokio_io_timeout::TimeoutWriter;
 
 use crate::config::{LimitsConfig, ListenerConfig};
 use crate::exchange::ConnInfo;
@@ -60,10 +60,10 @@ pub async fn serve(
     listener: &ListenerConfig,
     phase: watch::Receiver<Phase>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut stream = TimeoutStream::new(stream);
+    let mut stream = TimeoutWriter::new(stream);
     // A write that makes no progress for this long means the client stopped
     // reading; a long but moving download is fine.
-    stream.set_write_timeout(Some(listener.write_timeout));
+    stream.set_timeout(Some(listener.write_timeout));
     let mut stream = Box::pin(stream);
     match sniff(&mut stream, listener.read_timeout).await {
         // Boxed: hyper's h2 connection is large, and every HTTP/1.1
