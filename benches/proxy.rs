@@ -382,7 +382,13 @@ struct MemoryRow {
 impl MemoryRow {
     /// Measures `n` idle connections to the proxy at `addr`, whose
     /// processes are `pids`; returns them, open.
-    async fn measure(&mut self, addr: SocketAddr, pids: &[u32], n: usize) -> Res<Vec<Conn>> {
+    async fn measure(
+        &mut self,
+        addr: SocketAddr,
+        pids: &[u32],
+        n: usize,
+        at_once: usize,
+    ) -> Res<Vec<Conn>> {
         let rss = || -> Res<u64> {
             pids.iter()
                 .map(|&p| procs::status_value(p, "VmRSS:").ok_or_else(|| "no VmRSS".into()))
@@ -399,7 +405,7 @@ impl MemoryRow {
                 conn.call(PROXY_HOST).await?;
                 Ok(conn)
             })
-            .buffer_unordered(64)
+            .buffer_unordered(at_once)
             .collect()
             .await;
         let conns: Vec<Conn> = conns.into_iter().collect::<Res<_>>()?;
@@ -419,7 +425,7 @@ impl MemoryRow {
 
     fn print(&self, label: &str) {
         println!(
-            "   {:<28} {:>18} {:>18} {:>24} {:>12}",
+            "   {:<44} {:>18} {:>18} {:>24} {:>12}",
             label,
             fmt_samples(&self.before, 1),
             fmt_samples(&self.after, 1),
@@ -440,38 +446,46 @@ async fn memory(pki: &Pki, s: &Settings) -> Res<()> {
     );
     let origin = Origin::start(pki.server_config(false)?).await?;
     let nginx_binary = Nginx::binary();
-    let mut ccnproxy = MemoryRow::default();
-    let mut nginx = MemoryRow::default();
+    // 64 calls at once (a burst: connections that called within the last
+    // moments still hold their buffers), and one call at a time.
+    let ways = [(64, "64 calls at once"), (1, "one call at a time")];
+    let mut ccnproxy: Vec<MemoryRow> = ways.iter().map(|_| MemoryRow::default()).collect();
+    let mut nginx: Vec<MemoryRow> = ways.iter().map(|_| MemoryRow::default()).collect();
     for _ in 0..s.rounds {
-        let proxy = Proxy::start(&proxy_args(pki, origin.addr, &["-c", "64"])).await?;
-        let conns = ccnproxy
-            .measure(proxy.addr, &[proxy.pid], s.idle_conns)
-            .await?;
-        report_stderr("memory", &proxy);
-        // The proxy goes first, so its side closes first and the client
-        // side does not pile up TIME_WAIT sockets on ephemeral ports.
-        proxy.stop().await;
-        drop(conns);
-
-        if let Some(binary) = &nginx_binary {
-            let server = Nginx::start(binary, origin.addr, NAME, &pki.ca_file).await?;
-            let conns = nginx
-                .measure(server.addr, &server.pids, s.idle_conns)
+        for (i, &(at_once, _)) in ways.iter().enumerate() {
+            let proxy = Proxy::start(&proxy_args(pki, origin.addr, &["-c", "64"])).await?;
+            let conns = ccnproxy[i]
+                .measure(proxy.addr, &[proxy.pid], s.idle_conns, at_once)
                 .await?;
-            drop(server);
+            report_stderr("memory", &proxy);
+            // The proxy goes first, so its side closes first and the client
+            // side does not pile up TIME_WAIT sockets on ephemeral ports.
+            proxy.stop().await;
             drop(conns);
+
+            if let Some(binary) = &nginx_binary {
+                let server = Nginx::start(binary, origin.addr, NAME, &pki.ca_file).await?;
+                let conns = nginx[i]
+                    .measure(server.addr, &server.pids, s.idle_conns, at_once)
+                    .await?;
+                drop(server);
+                drop(conns);
+            }
         }
     }
     println!();
     println!(
-        "   {:<28} {:>18} {:>18} {:>24} {:>12}",
+        "   {:<44} {:>18} {:>18} {:>24} {:>12}",
         "proxy", "VmRSS before MiB", "VmRSS after MiB", "bytes per connection", "still open"
     );
-    ccnproxy.print("ccnproxy -c 64");
-    if nginx_binary.is_some() {
-        nginx.print("nginx (master + 2 workers)");
-    } else {
-        println!("   nginx: not installed (scripts/bench-peers.sh installs it); row skipped");
+    for (i, (_, way)) in ways.iter().enumerate() {
+        ccnproxy[i].print(&format!("ccnproxy -c 64, {way}"));
+        if nginx_binary.is_some() {
+            nginx[i].print(&format!("nginx (master + 2 workers), {way}"));
+        }
+    }
+    if nginx_binary.is_none() {
+        println!("   nginx: not installed (scripts/bench-peers.sh installs it); rows skipped");
     }
     println!(
         "   median [lowest–highest] of {} rounds; before = after a 500-call warm-up",

@@ -8,6 +8,7 @@
 #
 # Usage: scripts/callgrind-proxy.sh [h1|h2] [log|nolog] [BINARY]
 #        SIZE=1m ... (GET 1 MiB responses instead: instructions per MiB)
+#        CLOSE=1 ... (`Connection: close`: a new client connection per call)
 # Needs valgrind, nginx, wrk and openssl (Debian packages); prints
 # `instructions/request N` and leaves callgrind.out.* in $OUT (default a
 # temporary folder) for callgrind_annotate.
@@ -108,6 +109,9 @@ wrk.body = string.rep("y", 1024)
 wrk.headers["Host"] = "origin.test.ccnproxy-https"
 wrk.headers["Content-Type"] = "application/x-amz-json-1.0"
 EOF
+if [ "${CLOSE:-0}" = 1 ]; then
+    echo 'wrk.headers["Connection"] = "close"' >>"$DIR/post.lua"
+fi
 URL="http://127.0.0.1:$PROXY_PORT/"
 if [ "${SIZE:-1k}" = 1m ]; then
     URL="http://127.0.0.1:$PROXY_PORT/1m"

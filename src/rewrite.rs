@@ -9,34 +9,75 @@ pub static CHOCON_ID: HeaderName = HeaderName::from_static("x-chocon-id");
 pub static CHOCON_VER: HeaderName = HeaderName::from_static("x-chocon-ver");
 
 /// Headers that describe one connection, never forwarded.
-static HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHORIZATION,
-    HeaderName::from_static("proxy-connection"),
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    // A match on the text: a length switch and one comparison, where a scan
+    // of eight `HeaderName`s compared each (about 1,600 instructions per
+    // response over its ten-odd names).
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-authorization"
+            | "proxy-connection"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+    )
+}
 
 /// Removes hop-by-hop headers, including every name listed in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Most messages have none: one pass over the names is cheaper than a
-    // hashed removal of each hop-by-hop name.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+    // Most messages have none, or only `Connection: keep-alive` (or
+    // `close`): one pass over the names tells, and those need no more.
+    let (mut present, mut connection) = (0, false);
+    for name in headers.keys() {
+        if is_hop_by_hop(name) {
+            present += 1;
+            connection |= name == header::CONNECTION;
+        }
+    }
+    if present == 0 {
         return;
     }
-    let listed: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .collect();
-    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
+    if present == 1 && connection && lists_only_keep_alive_or_close(headers) {
+        headers.remove(header::CONNECTION);
+        return;
     }
+    // Only the names present are removed (a removal hashes the name;
+    // removing all eight cost about 3,000 instructions per response with
+    // `Connection: keep-alive`), found without allocating, and `Connection`
+    // goes last since it lists the others. Each round removes a name, so
+    // there are at most as many rounds as names.
+    loop {
+        let connection = headers.get_all(header::CONNECTION);
+        let listed = |name: &HeaderName| {
+            connection
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case(name.as_str()))
+        };
+        let doomed = headers
+            .keys()
+            .find(|k| *k != header::CONNECTION && (is_hop_by_hop(k) || listed(k)))
+            .cloned();
+        match doomed {
+            Some(name) => drop(headers.remove(&name)),
+            None => break,
+        }
+    }
+    headers.remove(header::CONNECTION);
+}
+
+/// `Connection` names nothing but `keep-alive` and `close`.
+fn lists_only_keep_alive_or_close(headers: &HeaderMap) -> bool {
+    headers.get_all(header::CONNECTION).iter().all(|v| {
+        v.as_bytes().split(|&b| b == b',').all(|t| {
+            let t = t.trim_ascii();
+            t.eq_ignore_ascii_case(b"keep-alive") || t.eq_ignore_ascii_case(b"close")
+        })
+    })
 }
 
 /// Headers whose value changes with every request (or is a secret): an
@@ -118,8 +159,32 @@ mod tests {
             h.append(HeaderName::from_static(k), HeaderValue::from_static(v));
         }
         strip_hop_by_hop(&mut h);
-        let left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
-        assert_eq!(left, vec!["x-keep", "authorization"]);
+        // Removal moves entries (HeaderMap removes by swapping); the order
+        // of different names carries no meaning.
+        let mut left: Vec<_> = h.keys().map(|k| k.as_str()).collect();
+        left.sort_unstable();
+        assert_eq!(left, vec!["authorization", "x-keep"]);
+    }
+
+    #[test]
+    fn connection_keep_alive_alone_goes_and_a_listed_name_still_goes() {
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("Keep-Alive"));
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), [header::CONTENT_LENGTH]);
+
+        // `Connection` alone, but listing a header that is present.
+        let mut h = HeaderMap::new();
+        h.append(header::CONNECTION, HeaderValue::from_static("close"));
+        h.append(header::CONNECTION, HeaderValue::from_static("x-trace"));
+        h.append(
+            HeaderName::from_static("x-trace"),
+            HeaderValue::from_static("1"),
+        );
+        h.append(header::CONTENT_LENGTH, HeaderValue::from_static("2"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.keys().collect::<Vec<_>>(), [header::CONTENT_LENGTH]);
     }
 
     #[test]
