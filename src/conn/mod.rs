@@ -95,7 +95,32 @@ const FIRST_READ: usize = 4096;
 /// the HTTP/2 preface, `Some(false)` for anything else, `None` when the
 /// client closed, failed or stayed silent for the read timeout.
 async fn sniff(stream: &mut Stream, timeout: Duration) -> Option<bool> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut first = BytesMut::new();
+    // Nothing is held before the client sends something: a connection that
+    // never does holds no buffer. A new socket can be reported readable
+    // before any data came (seen here: 4 KiB held by every silent
+    // connection), so the buffer is taken for the read only and given back
+    // when the read finds nothing.
+    if stream.get_ref().buffered() == 0 {
+        let socket = stream.get_ref().get_ref();
+        loop {
+            match tokio::time::timeout_at(deadline, socket.readable()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
+            let mut buf = BytesMut::with_capacity(FIRST_READ);
+            match socket.try_read_buf(&mut buf) {
+                Ok(0) => return None,
+                Ok(_) => {
+                    first = buf;
+                    break;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return None,
+            }
+        }
+    }
     let is_h2 = loop {
         let n = first.len().min(PREFACE.len());
         if first[..n] != PREFACE[..n] {
@@ -107,7 +132,7 @@ async fn sniff(stream: &mut Stream, timeout: Duration) -> Option<bool> {
         if first.capacity() == first.len() {
             first.reserve(FIRST_READ);
         }
-        match tokio::time::timeout(timeout, stream.read_buf(&mut first)).await {
+        match tokio::time::timeout_at(deadline, stream.read_buf(&mut first)).await {
             Ok(Ok(0)) if !first.is_empty() => break false,
             Ok(Ok(0) | Err(_)) | Err(_) => return None,
             Ok(Ok(_)) => {}

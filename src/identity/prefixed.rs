@@ -33,6 +33,11 @@ impl<S> Prefixed<S> {
         };
     }
 
+    /// Bytes still to be replayed before the stream.
+    pub fn buffered(&self) -> usize {
+        self.prefix.len()
+    }
+
     /// The stream under the prefix.
     pub fn get_ref(&self) -> &S {
         &self.inner

@@ -182,9 +182,9 @@ async fn five_thousand_origins_expire_and_memory_comes_back() {
             "--origin-idle-ttl",
             "10s",
             // No idle upstream connections: an origin can be evicted as soon
-            // as its request is done. With connections kept for a second, a
-            // round that made more than 4096 new origins a second left none
-            // idle to evict, and the next name got 503.
+            // as its request is done (with connections kept for a second,
+            // every origin of the last second is in use), which also checks
+            // that a request's metrics come before its origin can go.
             "-c",
             "0",
         ],
