@@ -57,6 +57,11 @@ pub struct Exchange {
     /// Reading the client's body failed (it went away mid-upload).
     client_body_failed: Arc<AtomicBool>,
     upstream_started: Option<Instant>,
+    /// What keeps the request's origin in use (not evicted, its metric
+    /// series kept) until the request is accounted for: released after the
+    /// metrics and the log line, so that a request finishing late cannot
+    /// bring back the series of an origin removed meanwhile.
+    in_use: Option<Arc<dyn std::any::Any + Send + Sync>>,
     done: bool,
 }
 
@@ -118,6 +123,7 @@ impl Exchange {
             received: Arc::new(AtomicU64::new(0)),
             client_body_failed: Arc::new(AtomicBool::new(false)),
             upstream_started: None,
+            in_use: None,
             done: false,
         }
     }
@@ -189,6 +195,12 @@ impl Exchange {
         let record = std::mem::replace(&mut self.record, empty_record());
         self.metrics.observe(&record);
         self.log.log(record);
+        self.in_use = None;
+    }
+
+    /// Keeps `guard` (the origin's state) until the request is accounted for.
+    pub fn keep_in_use(&mut self, guard: Arc<dyn std::any::Any + Send + Sync>) {
+        self.in_use = Some(guard);
     }
 
     /// Marks the exchange as abandoned by the client.

@@ -184,7 +184,9 @@ pub(crate) async fn send(
     req: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let started = Instant::now();
-    let (resp, timing) = upstream.send(origin, req).await?;
+    let pool = upstream.pool(origin)?;
+    ex.keep_in_use(pool.clone());
+    let (resp, timing) = pool.send(req).await?;
     ex.upstream_answered(started, timing);
     Ok(relay(resp))
 }

@@ -136,18 +136,17 @@ async fn round(proxy: &Spawned, dns: &Dns, origin: &Origin, prefix: &str) -> (u6
     );
     assert!(series_with(&m, "ccnproxy_pool_requests_total", "bucket.test") <= 1000);
 
+    // The table empties first; the removed origins' series go just after,
+    // as the removal hook runs through them (thousands, in a debug build,
+    // while other tests load the machine: a scrape in between saw 33 and 84
+    // of them left). Both must reach zero.
     let m = wait_metrics(
         proxy,
-        "every origin expires",
+        "every origin expires and its series go",
         Duration::from_secs(60),
-        |m| pools(m) == 0.0,
+        |m| pools(m) == 0.0 && series_with(m, "ccnproxy_request_bytes_total", "bucket.test") == 0,
     )
     .await;
-    assert_eq!(
-        series_with(&m, "ccnproxy_request_bytes_total", "bucket.test"),
-        0,
-        "series of removed origins"
-    );
     assert_eq!(series_with(&m, "ccnproxy_requests_total", "bucket.test"), 0);
     assert_eq!(
         series_with(&m, "ccnproxy_pool_open_connections", "bucket.test"),
@@ -181,12 +180,8 @@ async fn five_thousand_origins_expire_and_memory_comes_back() {
             // a thousand live pools, and RSS with them.
             "--origin-idle-ttl",
             "10s",
-            // No idle upstream connections: an origin can be evicted as soon
-            // as its request is done (with connections kept for a second,
-            // every origin of the last second is in use), which also checks
-            // that a request's metrics come before its origin can go.
-            "-c",
-            "0",
+            "--idle-timeout",
+            "1s",
         ],
         // One malloc arena: RSS then follows the heap instead of where each
         // worker thread's arena happens to end (see `ROUNDS_RSS_KIB`).

@@ -155,18 +155,12 @@ impl Body for DoneSignal {
 pub struct UpstreamBody {
     inner: Incoming,
     held: Option<Held>,
-    /// The origin stays in use (not evicted, its metric series kept) until
-    /// the body is dropped, after the request's log line and metrics were
-    /// written: the connection goes back at the last byte, but evicting the
-    /// origin then let the request's metrics bring its series back.
-    _origin: Arc<Pool>,
 }
 
 impl UpstreamBody {
     pub(super) fn new(inner: Incoming, held: Held) -> Self {
         UpstreamBody {
             inner,
-            _origin: held.pool.clone(),
             held: Some(held),
         }
     }
