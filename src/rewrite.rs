@@ -26,6 +26,13 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     )
 }
 
+/// `value` (of `Connection`) lists `token`, compared case-insensitively.
+pub fn lists_token(value: &HeaderValue, token: &str) -> bool {
+    value
+        .to_str()
+        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+}
+
 /// Removes hop-by-hop headers, including every name listed in `Connection`.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // Most messages have none, or only `Connection: keep-alive` (or
@@ -51,13 +58,7 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // there are at most as many rounds as names.
     loop {
         let connection = headers.get_all(header::CONNECTION);
-        let listed = |name: &HeaderName| {
-            connection
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .any(|t| t.trim().eq_ignore_ascii_case(name.as_str()))
-        };
+        let listed = |name: &HeaderName| connection.iter().any(|v| lists_token(v, name.as_str()));
         let doomed = headers
             .keys()
             .find(|k| *k != header::CONNECTION && (is_hop_by_hop(k) || listed(k)))

@@ -5,9 +5,10 @@
 //! connection lives. So a connection gives them back once it falls quiet:
 //! when a response is done, nothing else is in flight, the request body was
 //! read to its end, nobody asked to close, and no new request came for
-//! `GRACE` (50 ms), the hyper connection is shut down gracefully. hyper closes an idle connection at
-//! once, so this ends it at a message boundary, after its last bytes are
-//! flushed; the socket's shutdown is skipped (`Held`). The socket then waits
+//! `GRACE` (50 ms), the hyper connection is shut down gracefully. hyper
+//! closes an idle connection at once, so this ends it at a message
+//! boundary, after its last bytes are flushed; the socket's shutdown is
+//! skipped (`Held`). The socket then waits
 //! for its next bytes holding nothing but its registration, and a new hyper
 //! connection takes over when they come, after any bytes hyper had read and
 //! not parsed. A pipelined request already read keeps the connection busy,
@@ -37,6 +38,7 @@ use tokio::time::{Instant, Sleep};
 use super::held::{Activity, ClientBody, Held, Served, Stream};
 use crate::exchange::ConnInfo;
 use crate::proxy::Handler;
+use crate::rewrite;
 use crate::shutdown::Phase;
 
 /// How long a connection must stay quiet before it gives its buffers back:
@@ -76,12 +78,12 @@ pub(super) async fn serve(
             // state, and the request path's future is ~11 KB. Boxing it keeps
             // busy connections small too (memory per client, docs/bench.md).
             Box::pin(async move {
-                let req = req.map(|b| ClientBody::new(b, Some(activity.clone())));
+                let req = req.map(|b| ClientBody::new(b, Some(&activity)));
                 let mut resp = service.handle(info, req).await;
+                // The only `Connection` a response can carry: the origin's
+                // went with the other hop-by-hop headers.
                 if !connect && *phase.borrow() != Phase::Serving {
                     resp.headers_mut().insert(CONNECTION, CLOSE.clone());
-                }
-                if resp.headers().get_all(CONNECTION).iter().any(has_close) {
                     activity.response_closes();
                 }
                 Ok::<_, Infallible>(resp.map(|b| Served::new(b, activity)))
@@ -267,17 +269,7 @@ fn unread(stream: &mut Stream, bytes: Bytes) {
 fn asks_close<B>(req: &http::Request<B>) -> bool {
     let mut values = req.headers().get_all(CONNECTION).iter();
     if req.version() == http::Version::HTTP_10 {
-        return !values.any(|v| has_token(v, "keep-alive"));
+        return !values.any(|v| rewrite::lists_token(v, "keep-alive"));
     }
-    values.any(has_close)
-}
-
-fn has_close(value: &HeaderValue) -> bool {
-    has_token(value, "close")
-}
-
-fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value
-        .to_str()
-        .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    values.any(|v| rewrite::lists_token(v, "close"))
 }

@@ -76,7 +76,7 @@ impl Activity {
 
 pin_project_lite::pin_project! {
     /// A request body that reports into `Activity` once read to its end.
-    pub(crate) struct ClientBody<B> {
+    pub(super) struct ClientBody<B> {
         #[pin]
         inner: B,
         activity: Option<Arc<Activity>>,
@@ -84,9 +84,10 @@ pin_project_lite::pin_project! {
 }
 
 impl<B: Body> ClientBody<B> {
-    /// `inner`, reporting to `activity` (HTTP/1.1) or to nobody (h2c).
-    pub(super) fn new(inner: B, activity: Option<Arc<Activity>>) -> Self {
-        let activity = activity.filter(|_| !inner.is_end_stream());
+    /// `inner`, reporting to `activity` (HTTP/1.1) or to nobody (h2c, or
+    /// no body to read).
+    pub(super) fn new(inner: B, activity: Option<&Arc<Activity>>) -> Self {
+        let activity = activity.filter(|_| !inner.is_end_stream()).cloned();
         ClientBody { inner, activity }
     }
 }

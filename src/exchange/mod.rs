@@ -28,6 +28,7 @@ use crate::metrics::Metrics;
 use crate::rewrite::{self, CHOCON_ID};
 use crate::scope::CredentialScope;
 use crate::upstream::Timing;
+use crate::upstream::pool::Pool;
 
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone, Copy)]
@@ -61,7 +62,7 @@ pub struct Exchange {
     /// series kept) until the request is accounted for: released after the
     /// metrics and the log line, so that a request finishing late cannot
     /// bring back the series of an origin removed meanwhile.
-    in_use: Option<Arc<dyn std::any::Any + Send + Sync>>,
+    in_use: Option<Arc<Pool>>,
     done: bool,
 }
 
@@ -198,9 +199,9 @@ impl Exchange {
         self.in_use = None;
     }
 
-    /// Keeps `guard` (the origin's state) until the request is accounted for.
-    pub fn keep_in_use(&mut self, guard: Arc<dyn std::any::Any + Send + Sync>) {
-        self.in_use = Some(guard);
+    /// Keeps the origin's `pool` in use until the request is accounted for.
+    pub fn keep_in_use(&mut self, pool: Arc<Pool>) {
+        self.in_use = Some(pool);
     }
 
     /// Marks the exchange as abandoned by the client.

@@ -1,6 +1,7 @@
-//! The upstream client behind one narrow interface: `Upstream::send(origin,
-//! request)` → response and `Timing`. Inside: one `Pool` per origin
-//! (`pool.rs`) in a table bounded by `--origin-idle-ttl` and `--max-origins`
+//! The upstream client behind one narrow interface: `Upstream::pool(origin)`,
+//! then `Pool::send(request)` → response and `Timing` (the caller holds the
+//! pool until the request is accounted for). Inside: one `Pool` per origin
+//! (`pool/`) in a table bounded by `--origin-idle-ttl` and `--max-origins`
 //! (`origins.rs`), connections (`conn.rs`, GOAWAY seen on arrival in
 //! `goaway.rs`), DNS (`dns.rs`), TLS (`tls.rs`),
 //! per-address ejection after failed connects (`health.rs`).
@@ -18,14 +19,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use http::{Request, Response};
-
 pub use conn::ConnectError;
 pub use dns::DnsError;
 pub use pool::{PoolStats, UpstreamBody};
 pub use timing::{Protocol, Timing};
 
-use crate::body::ProxyBody;
 use crate::budget::BufferBudget;
 use crate::config::{DnsConfig, PoolConfig, TlsConfig};
 use crate::policy::{Policy, PolicyError};
@@ -205,15 +203,6 @@ impl Upstream {
                 hook(&origin);
             }
         }
-    }
-
-    /// Sends `req` (origin-form URI, final headers) to `origin`.
-    pub async fn send(
-        &self,
-        origin: &Origin,
-        req: Request<ProxyBody>,
-    ) -> Result<(Response<UpstreamBody>, Timing), UpstreamError> {
-        self.pool(origin)?.send(req).await
     }
 
     /// Resolves `host:port` for a CONNECT tunnel, through the address guard.

@@ -75,8 +75,8 @@ async fn a_head_split_across_the_release_is_not_lost() {
 async fn the_read_timeout_still_closes_a_released_connection() {
     let origin = Origin::tls_http1().start().await;
     let proxy = Proxy::start(origin.proxy_args_with(&[
-        "--metrics-listen",
-        "127.0.0.1:0",
+        METRICS_LISTEN[0],
+        METRICS_LISTEN[1],
         "--read-timeout",
         "2s",
     ]))
