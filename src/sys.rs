@@ -12,3 +12,25 @@ pub(crate) fn inherited_listener(fd: RawFd) -> TcpListener {
     // that no one else in this process owns; it is taken once, at startup.
     unsafe { TcpListener::from_raw_fd(fd) }
 }
+
+/// What glibc's malloc holds: (bytes handed out to the program and not yet
+/// freed, bytes taken from the OS for the heap), both counting chunks
+/// served by `mmap`. `None` where malloc is not glibc's.
+///
+/// The first stays flat when the program holds no more objects, whatever
+/// the allocator keeps for reuse; the second, like RSS, keeps its
+/// high-water mark. Their difference is memory free inside the heap.
+pub(crate) fn malloc_heap() -> Option<(u64, u64)> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 takes no arguments and returns a plain struct
+        // by value; glibc locks each arena while it sums it.
+        let info = unsafe { libc::mallinfo2() };
+        let mapped = info.hblkhd as u64;
+        Some((info.uordblks as u64 + mapped, info.arena as u64 + mapped))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        None
+    }
+}

@@ -442,7 +442,7 @@ fn encode_process(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
             MetricType::Counter,
         )?)?;
     }
-    let optional: [(&str, &str, Option<u64>); 5] = [
+    let optional: [(&str, &str, Option<u64>); 7] = [
         (
             "process_resident_memory_bytes",
             "Resident memory size in bytes.",
@@ -460,6 +460,16 @@ fn encode_process(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
             p.max_fds,
         ),
         ("process_threads", "OS threads in the process.", p.threads),
+        (
+            "ccnproxy_heap_allocated_bytes",
+            "Bytes malloc has handed out and not had back (glibc): flat unless the proxy holds more.",
+            p.heap_allocated_bytes,
+        ),
+        (
+            "ccnproxy_heap_held_bytes",
+            "Bytes malloc holds from the OS, in use or free for reuse (glibc).",
+            p.heap_held_bytes,
+        ),
     ];
     for (name, help, value) in optional {
         if let Some(v) = value {

@@ -403,6 +403,10 @@ fn known_records_render_exact_counts() {
     if cfg!(target_os = "linux") {
         assert!(value(&s, "process_resident_memory_bytes", &[]).is_some_and(|b| b > 0.0));
     }
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        assert!(value(&s, "ccnproxy_heap_allocated_bytes", &[]).is_some_and(|b| b > 0.0));
+        assert!(value(&s, "ccnproxy_heap_held_bytes", &[]).is_some_and(|b| b > 0.0));
+    }
     assert!(text.ends_with("# EOF\n"));
 
     let stats = m.http_stats();
