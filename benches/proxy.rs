@@ -58,6 +58,8 @@ struct Settings {
     close_requests: usize,
     /// Client connections sending at once (cpu, recycle).
     concurrency: usize,
+    /// Client connections of the many-clients scenario (cpu).
+    many_clients: usize,
     /// Idle client connections per round (memory).
     idle_conns: usize,
 }
@@ -73,6 +75,7 @@ impl Settings {
             large_requests: if quick { 100 } else { 400 },
             close_requests: if quick { 1_000 } else { 5_000 },
             concurrency: 64,
+            many_clients: if quick { 200 } else { 1_000 },
             idle_conns: if quick { 500 } else { 5_000 },
         }
     }

@@ -116,28 +116,39 @@ pub async fn accept_loop(
                 let _open = open;
                 let _ = stream.set_nodelay(true);
                 let timeout = config.read_timeout;
-                let accepted = crate::identity::accept(
+                // In a block: the PROXY header's room is not kept for the
+                // connection's life.
+                let (stream, info) = {
+                    let accepted = crate::identity::accept(
+                        stream,
+                        peer,
+                        &front.identity,
+                        &front.counters,
+                        timeout,
+                    )
+                    .await;
+                    let Ok((stream, header)) = accepted else {
+                        return;
+                    };
+                    let mut info = info;
+                    if let Some(source) = header.and_then(|h| h.source) {
+                        info.peer = source;
+                        info.via = Some(Arc::new(crate::identity::Via {
+                            addr: peer,
+                            vpce: header.and_then(|h| h.vpce),
+                        }));
+                    }
+                    (stream, info)
+                };
+                let served = crate::conn::serve(
                     stream,
-                    peer,
-                    &front.identity,
-                    &front.counters,
-                    timeout,
+                    info.clone(),
+                    service.clone(),
+                    builders,
+                    &config,
+                    phase,
                 )
                 .await;
-                let Ok((stream, header)) = accepted else {
-                    return;
-                };
-                let mut info = info;
-                if let Some(source) = header.and_then(|h| h.source) {
-                    info.peer = source;
-                    info.via = Some(crate::identity::Via {
-                        addr: peer,
-                        vpce: header.and_then(|h| h.vpce),
-                    });
-                }
-                let served =
-                    crate::conn::serve(stream, info, service.clone(), builders, &config, phase)
-                        .await;
                 if let Err(err) = served {
                     if let Some(status) = crate::conn::rejected_status(&*err) {
                         service.log_rejected(info, status, crate::reason::malformed(status, &*err));

@@ -6,7 +6,8 @@
 //! (it speaks HTTP/1.1 upstream whatever the origin offers, so one row
 //! serves as the reference for both); HAProxy to each origin (ALPN `h2`
 //! toward the h2 one). Scenarios: 1 KiB calls on keep-alive connections,
-//! 1 MiB downloads, and 1 KiB calls on a new connection each.
+//! 1 MiB downloads, 1 KiB calls on a new connection each, and 1 KiB calls
+//! from many keep-alive clients at once (1,000; peak RSS per scenario).
 
 use std::net::SocketAddr;
 
@@ -45,6 +46,9 @@ struct Samples {
     cpu: Vec<f64>,
     /// 99th percentile latency, ms.
     p99: Vec<f64>,
+    /// Peak RSS during the round, MiB (`VmHWM` after resetting it; nginx:
+    /// processes summed).
+    rss: Vec<f64>,
     errors: usize,
     first_error: Option<String>,
 }
@@ -81,6 +85,11 @@ struct Target {
 impl Target {
     fn cpu_ticks(&self) -> u64 {
         self.pids.iter().filter_map(|&p| procs::cpu_ticks(p)).sum()
+    }
+
+    /// Starts the peak RSS over; `false` if the kernel did not allow it.
+    fn reset_peak_rss(&self) -> bool {
+        self.pids.iter().all(|&p| procs::reset_peak_rss(p))
     }
 
     fn peak_rss_kib(&self) -> u64 {
@@ -180,6 +189,12 @@ pub async fn cpu(pki: &Pki, s: &Settings) -> Res<()> {
             requests: s.close_requests,
             concurrency: s.concurrency,
         },
+        Scenario {
+            label: "1 KiB calls, many keep-alive clients",
+            call: Call::Small,
+            requests: s.load_requests,
+            concurrency: s.many_clients,
+        },
     ];
     println!();
     println!(
@@ -214,9 +229,14 @@ pub async fn cpu(pki: &Pki, s: &Settings) -> Res<()> {
     for _ in 0..s.rounds {
         for (i, sc) in scenarios.iter().enumerate() {
             for t in &mut targets {
+                let peak_reset = t.reset_peak_rss();
                 let before = t.cpu_ticks();
                 let run = load(t.addr, PROXY_HOST, sc.call, sc.requests, sc.concurrency).await?;
                 let cpu_s = t.cpu_ticks().saturating_sub(before) as f64 / tps;
+                if peak_reset {
+                    let peak = t.peak_rss_kib() as f64 / 1024.0;
+                    t.samples[i].rss.push(peak);
+                }
                 let secs = run.elapsed.as_secs_f64();
                 let sm = &mut t.samples[i];
                 if sc.call == Call::Large {
@@ -288,8 +308,14 @@ fn print_scenario(targets: &[Target], i: usize, sc: &Scenario) {
         sc.label, sc.requests, sc.concurrency
     );
     println!(
-        "   {:<30} {:>20} {:>20} {:>20} {:>6}   {:>22}",
-        "proxy, upstream", rate, cpu, "p99 ms", "errors", "÷ nginx: CPU rate p99"
+        "   {:<30} {:>20} {:>20} {:>20} {:>20} {:>6}   {:>28}",
+        "proxy, upstream",
+        rate,
+        cpu,
+        "p99 ms",
+        "peak RSS MiB",
+        "errors",
+        "÷ nginx: CPU rate p99 RSS"
     );
     let nginx = targets.iter().find(|t| t.is_nginx).map(|t| &t.samples[i]);
     let ratio = |a: &[f64], b: &[f64]| -> String {
@@ -301,19 +327,25 @@ fn print_scenario(targets: &[Target], i: usize, sc: &Scenario) {
         let sm = &t.samples[i];
         let ratios = match nginx {
             Some(n) if !t.is_nginx => format!(
-                "{}× {}× {}×",
+                "{}× {}× {}× {}",
                 ratio(&sm.cpu, &n.cpu),
                 ratio(&sm.rate, &n.rate),
-                ratio(&sm.p99, &n.p99)
+                ratio(&sm.p99, &n.p99),
+                if sm.rss.is_empty() || n.rss.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!("{}×", ratio(&sm.rss, &n.rss))
+                }
             ),
             _ => String::new(),
         };
         println!(
-            "   {:<30} {:>20} {:>20} {:>20} {:>6}   {:>22}",
+            "   {:<30} {:>20} {:>20} {:>20} {:>20} {:>6}   {:>28}",
             t.label,
             fmt_samples(&sm.rate, 0),
             fmt_samples(&sm.cpu, 1),
             fmt_samples(&sm.p99, 2),
+            fmt_samples(&sm.rss, 1),
             sm.errors,
             ratios,
         );

@@ -359,6 +359,12 @@ pub fn status_value(pid: u32, key: &str) -> Option<u64> {
     line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
+/// Starts `pid`'s peak RSS (`VmHWM`) over from its current RSS (writes 5
+/// to `/proc/PID/clear_refs`); `false` where that is not allowed.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
 /// Processes whose parent is `pid`.
 pub fn children(pid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {

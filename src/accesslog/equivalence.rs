@@ -172,10 +172,10 @@ prop_compose! {
             received: UNIX_EPOCH + Duration::new(received.0, received.1),
             duration,
             client,
-            via: via.map(|(addr, vpce)| crate::identity::Via {
+            via: via.map(|(addr, vpce)| std::sync::Arc::new(crate::identity::Via {
                 addr,
                 vpce: vpce.and_then(|v| crate::identity::Vpce::new(v.as_bytes())),
-            }),
+            })),
             local_port,
             method,
             uri,

@@ -113,7 +113,7 @@ impl Field {
             Self::ClientIpGo => Value::Text(Text::IpGo(r.client.ip())),
             Self::ClientPort => Value::Uint(r.client.port().into()),
             Self::PeerIp => {
-                let peer = r.via.map_or(r.client, |v| v.addr);
+                let peer = r.via.as_ref().map_or(r.client, |v| v.addr);
                 Value::Text(Text::Ip(peer.ip().to_canonical()))
             }
             Self::Balancer => r.via.as_ref().map_or(Value::Missing, |v| {

@@ -380,10 +380,10 @@ mod tests {
         assert_eq!(line(spec, &direct), "192.0.2.10 192.0.2.10 192.0.2.10 - -");
         let behind_nlb = Record {
             client: "203.0.113.9:40000".parse().expect("addr"),
-            via: Some(crate::identity::Via {
+            via: Some(std::sync::Arc::new(crate::identity::Via {
                 addr: "[::ffff:10.0.0.5]:1234".parse().expect("addr"),
                 vpce: crate::identity::Vpce::new(b"vpce-0123456789abcdef0"),
-            }),
+            })),
             ..sample_record()
         };
         assert_eq!(

@@ -22,7 +22,7 @@ pub struct Record {
     pub client: SocketAddr,
     /// The balancer the request came through, when `client` is not the
     /// connection's peer.
-    pub via: Option<crate::identity::Via>,
+    pub via: Option<std::sync::Arc<crate::identity::Via>>,
     /// Port the request arrived on.
     pub local_port: u16,
     /// Request method as received.

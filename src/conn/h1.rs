@@ -66,7 +66,7 @@ pub(super) async fn serve(
         let activity = activity.clone();
         let phase = phase.clone();
         move |req: http::Request<Incoming>| {
-            let service = service.clone();
+            let (service, info) = (service.clone(), info.clone());
             let phase = phase.clone();
             let activity = activity.clone();
             let connect = req.method() == http::Method::CONNECT;
@@ -93,34 +93,35 @@ pub(super) async fn serve(
     let grace = tokio::time::sleep(GRACE);
     tokio::pin!(grace);
     loop {
-        activity.set_releasing(false);
-        let io = TokioIo::new(Held {
-            stream,
-            activity: activity.clone(),
-        });
-        // Boxed, so that the connection task is small while it waits; the
-        // box is gone (end of the block) before the wait.
-        let released = {
+        // Everything of the hyper connection lives in this block, so that
+        // the task holds none of it (not even the room) while it waits.
+        let (quiet_since, _idle) = {
+            activity.set_releasing(false);
+            let io = TokioIo::new(Held {
+                stream,
+                activity: activity.clone(),
+            });
             let mut conn = Box::new(builder.serve_connection(io, svc).with_upgrades());
-            match drive(&mut *conn, &activity, grace.as_mut(), &mut phase).await? {
+            let released = match drive(&mut *conn, &activity, grace.as_mut(), &mut phase).await? {
                 Some(quiet_since) => conn.into_parts().map(|parts| (parts, quiet_since)),
                 None => None,
+            };
+            // Released: the socket comes back, with what hyper read ahead.
+            let Some((parts, quiet_since)) = released else {
+                return Ok(());
+            };
+            svc = parts.service;
+            stream = parts.io.into_inner().stream;
+            let idle = handler.idle_connection();
+            let read_ahead = parts.read_buf;
+            if !read_ahead.is_empty() {
+                unread(&mut stream, read_ahead);
+                continue;
             }
+            // `read_ahead`, empty, can still hold hyper's whole read
+            // buffer: it goes at the end of the block.
+            (quiet_since, idle)
         };
-        // Released: the socket comes back, with what hyper read ahead.
-        let Some((parts, quiet_since)) = released else {
-            return Ok(());
-        };
-        svc = parts.service;
-        stream = parts.io.into_inner().stream;
-        let _idle = handler.idle_connection();
-        let read_ahead = parts.read_buf;
-        if !read_ahead.is_empty() {
-            unread(&mut stream, read_ahead);
-            continue;
-        }
-        // An empty `Bytes` can still hold hyper's whole read buffer.
-        drop(read_ahead);
         // The read timeout counts from the end of the last response, as
         // hyper's does.
         grace.as_mut().reset(quiet_since + read_timeout);

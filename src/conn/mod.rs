@@ -60,11 +60,13 @@ pub async fn serve(
     listener: &ListenerConfig,
     phase: watch::Receiver<Phase>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut stream = TimeoutWriter::new(stream);
+    // Boxed at once: the task would otherwise keep room for it unboxed.
+    let mut stream = Box::pin(TimeoutWriter::new(stream));
     // A write that makes no progress for this long means the client stopped
     // reading; a long but moving download is fine.
-    stream.set_timeout(Some(listener.write_timeout));
-    let mut stream = Box::pin(stream);
+    stream
+        .as_mut()
+        .set_timeout_pinned(Some(listener.write_timeout));
     match sniff(&mut stream, listener.read_timeout).await {
         // Boxed: hyper's h2 connection is large, and every HTTP/1.1
         // connection's task would otherwise have room for it.
@@ -156,7 +158,7 @@ async fn serve_h2(
     mut phase: watch::Receiver<Phase>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let service = service.clone();
+        let (service, info) = (service.clone(), info.clone());
         Box::pin(async move {
             let req = req.map(|b| ClientBody::new(b, None));
             Ok::<_, Infallible>(service.handle(info, req).await)

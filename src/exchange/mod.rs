@@ -31,15 +31,17 @@ use crate::upstream::Timing;
 use crate::upstream::pool::Pool;
 
 /// Facts about the client connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnInfo {
     /// The client's address (from the PROXY header or a trusted
     /// `X-Forwarded-For`, when a balancer is in between).
     pub peer: SocketAddr,
     /// The port the request arrived on (for the Host port rule).
     pub local_port: u16,
-    /// The balancer, when `peer` is a client it speaks for.
-    pub via: Option<crate::identity::Via>,
+    /// The balancer, when `peer` is a client it speaks for. Shared: this
+    /// is copied into every request's record, and held by every idle
+    /// connection's task, where a `Via` inline would cost ~90 bytes.
+    pub via: Option<Arc<crate::identity::Via>>,
 }
 
 /// One request's account, from head received to last byte sent. Logs

@@ -16,6 +16,7 @@ mod prefixed;
 pub mod proxy_protocol;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -84,17 +85,19 @@ pub struct Via {
 pub fn resolve(
     trust_forwarded: &[ipnet::IpNet],
     client: SocketAddr,
-    via: Option<Via>,
+    via: Option<Arc<Via>>,
     headers: &http::HeaderMap,
-) -> (SocketAddr, Option<Via>) {
+) -> (SocketAddr, Option<Arc<Via>>) {
     let resolved = forwarded::client(trust_forwarded, client, headers);
     if resolved == client {
         return (client, via);
     }
-    let via = via.or(Some(Via {
-        addr: client,
-        vpce: None,
-    }));
+    let via = via.or_else(|| {
+        Some(Arc::new(Via {
+            addr: client,
+            vpce: None,
+        }))
+    });
     (resolved, via)
 }
 

@@ -205,15 +205,15 @@ mod tests {
     fn vpce_key_needs_a_vpce_else_address() {
         let mut rec = record("192.0.2.7:1", "/", Some("AKIAEXAMPLE"), &[]);
         assert_eq!(client_key(&ClientKey::Vpce, &rec), "192.0.2.7");
-        rec.via = Some(crate::identity::Via {
+        rec.via = Some(std::sync::Arc::new(crate::identity::Via {
             addr: "10.0.0.5:1".parse().unwrap(),
             vpce: None,
-        });
+        }));
         assert_eq!(client_key(&ClientKey::Vpce, &rec), "192.0.2.7");
-        rec.via = Some(crate::identity::Via {
+        rec.via = Some(std::sync::Arc::new(crate::identity::Via {
             addr: "10.0.0.5:1".parse().unwrap(),
             vpce: crate::identity::Vpce::new(b"vpce-0abc"),
-        });
+        }));
         assert_eq!(client_key(&ClientKey::Vpce, &rec), "vpce-0abc");
     }
 

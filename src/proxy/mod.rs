@@ -122,9 +122,10 @@ impl Handler {
     {
         let (peer, via) =
             identity::resolve(&self.trust_forwarded, info.peer, info.via, req.headers());
+        let local_port = info.local_port;
         let info = ConnInfo { peer, via, ..info };
         let mut ex = Exchange::start(&self.log, &self.metrics, info, &req);
-        let route = phase::route(&self.router, info.local_port, &req);
+        let route = phase::route(&self.router, local_port, &req);
         if let Err(err) =
             phase::admit(self.limiter.as_ref(), &self.metrics, &route, &ex.record).await
         {
