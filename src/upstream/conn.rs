@@ -133,7 +133,8 @@ pub(crate) async fn handshake(
     let span = tracing::debug_span!("upstream", %origin, %addr);
 
     if origin.scheme == Scheme::Http {
-        let (sender, conn) = http1::handshake(TokioIo::new(tcp))
+        let (sender, conn) = h1_builder()
+            .handshake(TokioIo::new(tcp))
             .await
             .map_err(|source| ConnectError::Handshake { addr, source })?;
         tokio::spawn(drive(conn).instrument(span));
@@ -197,7 +198,8 @@ pub(crate) async fn handshake(
             gate,
         });
     }
-    let (sender, conn) = http1::handshake(TokioIo::new(stream))
+    let (sender, conn) = h1_builder()
+        .handshake(TokioIo::new(stream))
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;
     tokio::spawn(drive(conn).instrument(span));
@@ -251,4 +253,19 @@ impl Future for WatchStreams {
         self.max.store(max, Ordering::Relaxed);
         polled
     }
+}
+
+/// Most an HTTP/1.1 origin connection's read buffer grows to (hyper's
+/// default is ~400 KiB). A response body arrives as slices of that buffer,
+/// and each slice keeps its whole allocation until the client took it, so
+/// with large downloads the default held several of them per connection:
+/// allocations past glibc's mmap threshold, which then rises, so that RSS
+/// kept them.
+const H1_READ_BUF_MAX: usize = 64 * 1024;
+
+/// The HTTP/1.1 client settings for origin connections.
+fn h1_builder() -> http1::Builder {
+    let mut builder = http1::Builder::new();
+    builder.max_buf_size(H1_READ_BUF_MAX);
+    builder
 }
