@@ -34,3 +34,21 @@ pub(crate) fn malloc_heap() -> Option<(u64, u64)> {
         None
     }
 }
+
+#[cfg(all(test, target_os = "linux", target_env = "gnu"))]
+mod tests {
+    #[test]
+    fn glibc_reports_its_heap() {
+        const GROWN: usize = 64 << 20;
+        let (allocated, held) = super::malloc_heap().expect("glibc reports its heap");
+        assert!(allocated > 0 && allocated <= held, "{allocated} of {held}");
+        let grown = vec![1u8; GROWN];
+        let (after, _) = super::malloc_heap().expect("glibc reports its heap");
+        // Other tests allocate and free meanwhile, by far less than this.
+        assert!(
+            after >= allocated + GROWN as u64 / 2,
+            "{after} after a 64 MiB allocation, {allocated} before"
+        );
+        drop(grown);
+    }
+}

@@ -1,6 +1,5 @@
-//! This process's resource use, read from `/proc/self` and glibc's malloc
-//! at scrape time (Linux; elsewhere every field is `None`). Parsing is pure
-//! and tested on text.
+//! This process's resource use, read from `/proc/self` at scrape time (Linux;
+//! elsewhere every field is `None`). Parsing is pure and tested on text.
 
 /// A snapshot of the process.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,10 +20,6 @@ pub struct ProcessStats {
     pub open_fds: Option<u64>,
     /// Soft limit on file descriptors.
     pub max_fds: Option<u64>,
-    /// Bytes malloc has handed out and not had back (glibc only).
-    pub heap_allocated_bytes: Option<u64>,
-    /// Bytes malloc holds from the OS, free or not (glibc only).
-    pub heap_held_bytes: Option<u64>,
 }
 
 /// `/proc/[pid]/stat` counts CPU time in USER_HZ ticks, which the kernel ABI
@@ -52,10 +47,6 @@ pub fn read() -> ProcessStats {
     stats.max_fds = rlimit::getrlimit(rlimit::Resource::NOFILE)
         .ok()
         .map(|(soft, _)| soft);
-    if let Some((allocated, held)) = crate::sys::malloc_heap() {
-        stats.heap_allocated_bytes = Some(allocated);
-        stats.heap_held_bytes = Some(held);
-    }
     stats
 }
 
@@ -127,11 +118,6 @@ mod tests {
             assert!(stats.rss_bytes.is_some_and(|b| b > 0));
             assert!(stats.open_fds.is_some_and(|n| n >= 3));
             assert!(stats.cpu_user_seconds.is_some());
-        }
-        if cfg!(all(target_os = "linux", target_env = "gnu")) {
-            let allocated = stats.heap_allocated_bytes.expect("glibc reports its heap");
-            let held = stats.heap_held_bytes.expect("glibc reports its heap");
-            assert!(allocated > 0 && allocated <= held, "{allocated} of {held}");
         }
     }
 }

@@ -423,6 +423,8 @@ impl Collector for Scrape {
 
 fn encode_process(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
     let p = process::read();
+    // Only here, not in `/.api/stats`: glibc locks each arena to sum it.
+    let heap = crate::sys::malloc_heap();
     let start = live
         .started_wall
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -463,12 +465,12 @@ fn encode_process(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
         (
             "ccnproxy_heap_allocated_bytes",
             "Bytes malloc has handed out and not had back (glibc): flat unless the proxy holds more.",
-            p.heap_allocated_bytes,
+            heap.map(|(allocated, _)| allocated),
         ),
         (
             "ccnproxy_heap_held_bytes",
             "Bytes malloc holds from the OS, in use or free for reuse (glibc).",
-            p.heap_held_bytes,
+            heap.map(|(_, held)| held),
         ),
     ];
     for (name, help, value) in optional {

@@ -166,3 +166,24 @@ async fn expect_continue_early_403_is_relayed_without_the_body() {
     assert_eq!(conn.read_body(&head).await, b"AccessDenied");
     assert_eq!(origin.requests(), 1);
 }
+
+/// The read buffer of an HTTP/1.1 origin connection is capped at 64 KiB;
+/// a response head larger than that still comes through whole.
+#[tokio::test]
+async fn a_response_head_larger_than_the_origin_read_buffer_arrives_whole() {
+    const BIG: usize = 70_000;
+    let origin = Origin::tls_http1()
+        .handler(|_req| async {
+            let mut resp = http::Response::new(crate::support::origin::full("ok"));
+            let value = http::HeaderValue::from_str(&"a".repeat(BIG)).expect("header value");
+            resp.headers_mut().insert("x-big", value);
+            resp
+        })
+        .start()
+        .await;
+    let proxy = Proxy::start(origin.proxy_args()).await;
+    let resp = proxy.get("example.test.ccnproxy-https", "/").await;
+    assert_eq!(resp.status(), 200, "{}", resp.text());
+    assert_eq!(resp.headers["x-big"].len(), BIG);
+    assert_eq!(resp.text(), "ok");
+}
