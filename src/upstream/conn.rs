@@ -260,7 +260,9 @@ impl Future for WatchStreams {
 /// and each slice keeps its whole allocation until the client took it, so
 /// with large downloads the default held several of them per connection:
 /// allocations past glibc's mmap threshold, which then rises, so that RSS
-/// kept them.
+/// kept them. A response head must fit in it, as a request head must fit
+/// in `--max-header-bytes` (64 KiB by default); a larger one can fail with
+/// 502 "message head is too large".
 const H1_READ_BUF_MAX: usize = 64 * 1024;
 
 /// The HTTP/1.1 client settings for origin connections.
