@@ -5,6 +5,7 @@
 //!   before hyper sees the connection, and `Prefixed` replays any bytes read
 //!   past it.
 //! - `forwarded`: `X-Forwarded-For` from `--trust-forwarded` peers.
+//! - `verified`: an identity the proxy checked (`VerifiedClient`).
 //!
 //! The result is the client address of `ConnInfo` and of the access-log
 //! record (`%h`, client keys, rate limits); the balancer's own address is
@@ -14,6 +15,7 @@
 pub mod forwarded;
 mod prefixed;
 pub mod proxy_protocol;
+pub mod verified;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
