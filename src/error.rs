@@ -9,10 +9,11 @@ use http::{Response, StatusCode};
 
 use crate::body::{self, ProxyBody};
 use crate::policy::PolicyError;
-use crate::reason;
 use crate::route::RouteError;
 use crate::sign::SignError;
 use crate::upstream::UpstreamError;
+
+pub mod reason;
 
 /// What went wrong, as the client is told.
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +107,7 @@ impl ProxyError {
     }
 
     /// The one sentence a person reads (response body, access log); see
-    /// `reason.rs`.
+    /// `error/reason.rs`.
     pub fn reason(&self) -> String {
         let text = match self {
             ProxyError::Route(e) => reason::route(e),
@@ -147,7 +148,7 @@ impl ProxyError {
     }
 }
 
-pub use crate::reason::one_line;
+pub use reason::one_line;
 
 /// A response the proxy makes itself: status, `text/plain`, one line (the
 /// 400 for a missing route adds the Host convention).

@@ -24,7 +24,7 @@
 pub mod accesslog;
 pub mod admin;
 pub mod body;
-pub mod budget;
+pub mod buffer_budget;
 pub mod config;
 pub mod conn;
 pub mod error;
@@ -39,7 +39,6 @@ pub mod pattern;
 pub mod policy;
 pub mod proxy;
 pub mod ratelimit;
-pub mod reason;
 pub mod rewrite;
 pub mod route;
 pub mod scope;
@@ -135,7 +134,7 @@ pub async fn run_reporting(
     ready: impl FnOnce(Bound) + Send,
 ) -> Result<(), RunError> {
     let policy = Arc::new(policy::Policy::new(&config.policy).map_err(RunError::Config)?);
-    let buffered = budget::BufferBudget::new(config.limits.max_buffered_bytes);
+    let buffered = buffer_budget::BufferBudget::new(config.limits.max_buffered_bytes);
     let upstream = upstream::Upstream::new(
         &config.pool,
         &config.dns,

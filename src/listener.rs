@@ -100,7 +100,11 @@ pub async fn accept_loop(
             via: None,
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            service.log_rejected(info, 503, crate::reason::TOO_MANY_CONNECTIONS.to_owned());
+            service.log_rejected(
+                info,
+                503,
+                crate::error::reason::TOO_MANY_CONNECTIONS.to_owned(),
+            );
             tokio::spawn(refuse(stream));
             continue;
         };
@@ -151,7 +155,11 @@ pub async fn accept_loop(
                 .await;
                 if let Err(err) = served {
                     if let Some(status) = crate::conn::rejected_status(&*err) {
-                        service.log_rejected(info, status, crate::reason::malformed(status, &*err));
+                        service.log_rejected(
+                            info,
+                            status,
+                            crate::error::reason::malformed(status, &*err),
+                        );
                     }
                     tracing::debug!(
                         error = &*err as &dyn std::error::Error,

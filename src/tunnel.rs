@@ -71,7 +71,7 @@ impl Tunnels {
             let client = match on_upgrade.await {
                 Ok(u) => u,
                 Err(err) => {
-                    ex.record.error = Some(crate::reason::not_handed_over(&err));
+                    ex.record.error = Some(crate::error::reason::not_handed_over(&err));
                     ex.finish(0, None);
                     return;
                 }
@@ -87,7 +87,7 @@ impl Tunnels {
             let (up, down) = match copied {
                 Ok(counts) => counts,
                 Err(err) => {
-                    ex.record.error = Some(crate::reason::tunnel_ended(&err));
+                    ex.record.error = Some(crate::error::reason::tunnel_ended(&err));
                     (0, 0)
                 }
             };

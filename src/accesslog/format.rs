@@ -11,9 +11,9 @@ use http::header::HeaderName;
 
 use super::Record;
 use super::field::{Field, Part, Side, StatusFilter};
+use super::line_bytes::Literal;
 use super::parse::parse;
 use super::preset;
-use super::put::Literal;
 use super::render::{Enc, Value, put};
 use super::zone::Zone;
 

@@ -22,9 +22,9 @@
 mod equivalence;
 mod field;
 pub mod format;
+mod line_bytes;
 mod parse;
 mod preset;
-mod put;
 mod queue;
 mod record;
 mod render;

@@ -33,7 +33,7 @@ pub(super) struct QueueLimits {
 
 /// What is waiting now.
 #[derive(Debug, Default, Clone, Copy)]
-struct Held {
+struct Waiting {
     lines: usize,
     bytes: u64,
 }
@@ -42,7 +42,7 @@ struct Held {
 #[derive(Debug)]
 pub(super) struct Room {
     limits: QueueLimits,
-    held: Mutex<Held>,
+    held: Mutex<Waiting>,
     freed: Condvar,
     dropped: AtomicU64,
     waited: AtomicU64,
@@ -56,7 +56,7 @@ impl Room {
     pub(super) fn new(limits: QueueLimits) -> Self {
         Room {
             limits,
-            held: Mutex::new(Held::default()),
+            held: Mutex::new(Waiting::default()),
             freed: Condvar::new(),
             dropped: AtomicU64::new(0),
             waited: AtomicU64::new(0),

@@ -11,7 +11,7 @@ use http::header::{GetAll, HeaderName, HeaderValue};
 use http::{HeaderMap, Uri, Version};
 
 use super::Record;
-use super::put::{put_ipv4, put_uint};
+use super::line_bytes::{put_ipv4, put_uint};
 
 /// How a value is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

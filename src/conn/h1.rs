@@ -8,7 +8,7 @@
 //! `GRACE` (50 ms), the hyper connection is shut down gracefully. hyper
 //! closes an idle connection at once, so this ends it at a message
 //! boundary, after its last bytes are flushed; the socket's shutdown is
-//! skipped (`Held`). The socket then waits
+//! skipped (`ReleasableSocket`). The socket then waits
 //! for its next bytes holding nothing but its registration, and a new hyper
 //! connection takes over when they come, after any bytes hyper had read and
 //! not parsed. A pipelined request already read keeps the connection busy,
@@ -35,7 +35,7 @@ use hyper_util::rt::TokioIo;
 use tokio::sync::watch;
 use tokio::time::{Instant, Sleep};
 
-use super::held::{Activity, ClientBody, Held, Served, Stream};
+use super::idle_release::{Activity, ClientBody, ReleasableSocket, Served, Stream};
 use crate::exchange::ConnInfo;
 use crate::proxy::Handler;
 use crate::rewrite;
@@ -97,7 +97,7 @@ pub(super) async fn serve(
         // the task holds none of it (not even the room) while it waits.
         let (quiet_since, _idle) = {
             activity.set_releasing(false);
-            let io = TokioIo::new(Held {
+            let io = TokioIo::new(ReleasableSocket {
                 stream,
                 activity: activity.clone(),
             });

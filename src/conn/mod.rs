@@ -7,7 +7,7 @@
 //! requests finish). An idle HTTP/1.1 connection holds no buffers (`h1`).
 
 mod h1;
-mod held;
+mod idle_release;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,7 +27,7 @@ use crate::exchange::ConnInfo;
 use crate::identity::Prefixed;
 use crate::proxy::Handler;
 use crate::shutdown::Phase;
-use held::{ClientBody, Stream};
+use idle_release::{ClientBody, Stream};
 
 /// The HTTP/1.1 and HTTP/2 connection settings, made once.
 pub struct Builders {

@@ -213,7 +213,7 @@ impl Exchange {
         }
         self.record.status = 499;
         if self.record.error.is_none() {
-            self.record.error = Some(crate::reason::CLIENT_WENT_AWAY.to_owned());
+            self.record.error = Some(crate::error::reason::CLIENT_WENT_AWAY.to_owned());
         }
         self.complete(bytes_sent, None);
     }
@@ -380,7 +380,7 @@ impl Body for Logged {
             }
             Poll::Ready(Some(Err(err))) => {
                 if let Some(mut ex) = this.exchange.take() {
-                    ex.record.error = Some(crate::reason::body_failed(err.as_ref()));
+                    ex.record.error = Some(crate::error::reason::body_failed(err.as_ref()));
                     ex.finish(*this.sent, Some(Instant::now()));
                 }
             }

@@ -23,7 +23,7 @@ use http_body::{Body, Frame, SizeHint};
 use sha2::{Digest, Sha256};
 
 use crate::body::{BoxError, ProxyBody};
-use crate::budget::{BufferBudget, Reservation};
+use crate::buffer_budget::{BufferBudget, Reservation};
 
 /// Longest chunk-header or trailer line accepted.
 const MAX_LINE: usize = 4096;

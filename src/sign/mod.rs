@@ -60,7 +60,7 @@ pub use credentials::CredentialsCache;
 pub use service::Endpoint;
 
 use crate::body::{self, BoxError, ProxyBody};
-use crate::budget::{BufferBudget, Reservation};
+use crate::buffer_budget::{BufferBudget, Reservation};
 use crate::config::{AWS_PATTERNS, SignConfig};
 use crate::origin::Origin;
 use crate::pattern::HostPatterns;
@@ -347,7 +347,7 @@ impl Signer {
 
     /// Checks the body's declared size against `--sign-max-body` and takes
     /// it from the buffer budget.
-    fn reserve(&self, headers: &HeaderMap, body: &ProxyBody) -> Result<Held, SignError> {
+    fn reserve(&self, headers: &HeaderMap, body: &ProxyBody) -> Result<Reserved, SignError> {
         let declared = headers
             .get(CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
@@ -372,7 +372,11 @@ impl Signer {
 
     /// Reads a body to be hashed, at most `max_body` bytes, growing `held`
     /// past the declared size as bytes arrive.
-    async fn read_body(&self, body: ProxyBody, mut held: Held) -> Result<(Bytes, Held), SignError> {
+    async fn read_body(
+        &self,
+        body: ProxyBody,
+        mut held: Reserved,
+    ) -> Result<(Bytes, Reserved), SignError> {
         // A hand-written loop rather than `http_body_util::Limited`: the
         // latter's `Into<BoxError>` bound makes this future not `Send` for
         // every lifetime (rust-lang/rust#102211) once the service spawns it.
@@ -402,7 +406,7 @@ impl Signer {
 }
 
 /// The budget taken by a body being hashed (`None`: no budget).
-type Held = Option<Reservation>;
+type Reserved = Option<Reservation>;
 
 /// How the payload is covered by the signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -210,7 +210,7 @@ impl Drop for Pending {
 }
 
 /// Bytes from the first GOAWAY on, kept from hyper until the gate clears.
-struct Held {
+struct Withheld {
     bytes: Vec<u8>,
     at: usize,
     /// Until the hold ends (`None`: serving the bytes).
@@ -227,7 +227,7 @@ pub(crate) struct Watched<S> {
     inner: S,
     scan: FrameScan,
     gate: Arc<Gate>,
-    held: Option<Held>,
+    held: Option<Withheld>,
 }
 
 impl<S> Watched<S> {
@@ -299,7 +299,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
         // From the frame's start if it is in this read (a partial header
         // is harmless: hyper acts on whole frames only).
         let from = before + end.saturating_sub(HEADER);
-        this.held = Some(Held {
+        this.held = Some(Withheld {
             bytes: buf.filled()[from..].to_vec(),
             at: 0,
             until: Some(Box::pin(tokio::time::sleep(HOLD_AT_MOST))),

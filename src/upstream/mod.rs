@@ -24,7 +24,7 @@ pub use dns::DnsError;
 pub use pool::{PoolStats, UpstreamBody};
 pub use timing::{Protocol, Timing};
 
-use crate::budget::BufferBudget;
+use crate::buffer_budget::BufferBudget;
 use crate::config::{DnsConfig, PoolConfig, TlsConfig};
 use crate::policy::{Policy, PolicyError};
 use crate::route::Origin;

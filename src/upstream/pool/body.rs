@@ -2,7 +2,7 @@
 //! it has been sent, which starts the response timeout, and when hyper took
 //! it up) and [`UpstreamBody`]
 //! around a response body (gives the connection or stream back to the pool
-//! when it ends or is dropped). Also the lease a request holds, [`Held`].
+//! when it ends or is dropped). Also the lease a request holds, [`LeaseGuard`].
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -21,14 +21,14 @@ use crate::upstream::goaway::Pending;
 /// A lease that goes back to the pool when dropped (as not reusable unless
 /// `finish(true)` said otherwise), so a cancelled request never leaks a
 /// connection or a stream count.
-pub(super) struct Held {
+pub(super) struct LeaseGuard {
     lease: Option<PoolLease>,
     pool: Arc<Pool>,
 }
 
-impl Held {
+impl LeaseGuard {
     pub(super) fn new(lease: PoolLease, pool: Arc<Pool>) -> Self {
-        Held {
+        LeaseGuard {
             lease: Some(lease),
             pool,
         }
@@ -47,7 +47,7 @@ impl Held {
     }
 }
 
-impl Drop for Held {
+impl Drop for LeaseGuard {
     fn drop(&mut self) {
         if let Some(lease) = self.lease.take() {
             self.pool.release(lease, false);
@@ -154,11 +154,11 @@ impl Body for DoneSignal {
 /// the pool when it ends (reusable) or is dropped early (closed).
 pub struct UpstreamBody {
     inner: Incoming,
-    held: Option<Held>,
+    held: Option<LeaseGuard>,
 }
 
 impl UpstreamBody {
-    pub(super) fn new(inner: Incoming, held: Held) -> Self {
+    pub(super) fn new(inner: Incoming, held: LeaseGuard) -> Self {
         UpstreamBody {
             inner,
             held: Some(held),

@@ -23,16 +23,16 @@
 //! Files: `state.rs` is the synchronous state machine (every decision above,
 //! with `now` passed in; property-tested in `state_tests.rs`), `lease.rs` the
 //! handles and leases it deals in; this file is the async layer around it
-//! (checkout, waiting, connect, send and retry); `answer.rs` keeps the DNS
-//! answer fresh; `shape.rs` shapes requests for h1/h2; `body.rs` holds the
+//! (checkout, waiting, connect, send and retry); `dns_answer.rs` keeps the DNS
+//! answer fresh; `request_form.rs` shapes requests for h1/h2; `body.rs` holds the
 //! body wrappers.
 
-mod answer;
 mod body;
+mod dns_answer;
 mod lease;
 mod race;
 mod replay;
-mod shape;
+mod request_form;
 pub mod state;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -56,13 +56,13 @@ use super::goaway::{Gate, Pending};
 use super::health::{Backoff, Health};
 use super::{Protocol, Timing, UpstreamError};
 use crate::body::ProxyBody;
-use crate::budget::BufferBudget;
+use crate::buffer_budget::BufferBudget;
 use crate::config::PoolConfig;
 use crate::policy::Policy;
 use crate::route::{Origin, Scheme};
-use body::{Held, TryResult, with_response_timeout};
+use body::{LeaseGuard, TryResult, with_response_timeout};
 use lease::{Handle, Lease};
-use shape::{Refusal, clone_head, is_retryable, rebuild, refusal, to_h1_form, to_h2_form};
+use request_form::{Refusal, clone_head, is_retryable, rebuild, refusal, to_h1_form, to_h2_form};
 use state::{Limits, Slots, Take, Wake};
 
 /// What every pool shares.
@@ -148,7 +148,7 @@ pub struct Pool {
     shared: Arc<Shared>,
     slots: Mutex<Slots<H1Handle, H2Handle>>,
     notify: Notify,
-    /// The pending DNS refresh timer (`answer.rs`); aborted when replaced
+    /// The pending DNS refresh timer (`dns_answer.rs`); aborted when replaced
     /// and when the pool is dropped, so a removed origin leaves no task.
     refresh_timer: Mutex<Option<AbortHandle>>,
     /// Counters for metrics.
@@ -300,7 +300,7 @@ impl Pool {
         self: &Arc<Self>,
         timing: &mut Timing,
         fresh: bool,
-    ) -> Result<(Held, bool, Option<Pending>), UpstreamError> {
+    ) -> Result<(LeaseGuard, bool, Option<Pending>), UpstreamError> {
         self.ensure_answer(timing).await?;
         let wait_started = Instant::now();
         let deadline = wait_started + self.shared.config.wait_timeout;
@@ -317,7 +317,7 @@ impl Pool {
             match take {
                 Take::Refused(refused) => return Err(UpstreamError::Refused(refused)),
                 Take::Reuse(lease) => {
-                    let mut held = Held::new(lease, self.clone());
+                    let mut held = LeaseGuard::new(lease, self.clone());
                     let pending = match held.lease_mut() {
                         Lease::H1(conn) => {
                             if conn.handle.ready().await.is_err() {
@@ -335,7 +335,8 @@ impl Pool {
                     return Ok((held, true, pending));
                 }
                 Take::Connect(ticket) => {
-                    let mut held = Held::new(self.connect(ticket, timing).await?, self.clone());
+                    let mut held =
+                        LeaseGuard::new(self.connect(ticket, timing).await?, self.clone());
                     let pending = match held.lease_mut() {
                         Lease::H1(_) => None,
                         Lease::H2(stream) => stream.handle.gate.enter(),

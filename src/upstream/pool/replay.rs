@@ -20,7 +20,7 @@ use http_body::{Body, Frame};
 use http_body_util::{BodyExt, StreamBody};
 
 use crate::body::ProxyBody;
-use crate::budget::{BufferBudget, Reservation};
+use crate::buffer_budget::{BufferBudget, Reservation};
 
 /// The largest body kept for a replay.
 pub(super) const REPLAY_MAX_BYTES: u64 = 64 * 1024;

@@ -1,6 +1,6 @@
 //! What lets an HTTP/1.1 connection give hyper's buffers back while it is
 //! idle: `Activity` (what the requests on the connection are doing), the
-//! request and response bodies that report into it, and `Held`, the socket
+//! request and response bodies that report into it, and `ReleasableSocket`, the socket
 //! as hyper sees it, which skips the socket's shutdown while a release is
 //! under way so that ending the hyper connection leaves the socket open.
 
@@ -169,14 +169,14 @@ impl<B: Body> Body for Served<B> {
 /// The socket as hyper sees it. While `Activity` says a release is under
 /// way, hyper's shutdown of the socket is skipped (hyper has flushed by
 /// then), so the socket outlives the hyper connection.
-pub(super) struct Held {
+pub(super) struct ReleasableSocket {
     /// The socket.
     pub(super) stream: Stream,
     /// Whether a release is under way.
     pub(super) activity: Arc<Activity>,
 }
 
-impl AsyncRead for Held {
+impl AsyncRead for ReleasableSocket {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -186,7 +186,7 @@ impl AsyncRead for Held {
     }
 }
 
-impl AsyncWrite for Held {
+impl AsyncWrite for ReleasableSocket {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
