@@ -1,7 +1,7 @@
 //! The proxy's own endpoints: `/healthz`, `/metrics`, `/.api/stats`,
 //! `/.api/http-stats`. Served on the main port for requests with no route,
 //! and on `--metrics-listen` when set. The numbers come from `Metrics`; this
-//! file only shapes them (the JSON mirrors chocon's, see README, "Metrics and admin endpoints").
+//! file only shapes them (the JSON mirrors chocon's, see docs/reference.md, "Metrics and admin endpoints").
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

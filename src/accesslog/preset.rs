@@ -98,7 +98,7 @@ fn chocon() -> Vec<Part> {
     ])
 }
 
-/// The `json` preset; its keys are a contract (see README, "Access log").
+/// The `json` preset; its keys are a contract (see docs/reference.md, "Access log").
 fn json() -> Vec<Part> {
     let j = Enc::Json;
     json_object(vec![

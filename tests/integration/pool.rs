@@ -1,4 +1,4 @@
-//! The upstream pool under load and churn (docs/design.md "Pool semantics", README "The
+//! The upstream pool under load and churn (docs/design.md "Pool semantics", docs/pool.md "The
 //! upstream pool"): one handshake for many requests, HTTP/2 stream and
 //! connection limits, the HTTP/1.1 cap and its queue, spreading over every
 //! address of a name, following a DNS change, origins that close idle
@@ -625,7 +625,7 @@ async fn response_timeout_gives_504_and_the_connection_is_not_reused() {
     gate.open();
 }
 
-// Lifetimes (README "Lifetimes").
+// Lifetimes (docs/pool.md "Lifetimes").
 
 /// One request, then the proxy's own timer (`flag value`) must close the
 /// connection and the next request must open a new one.

@@ -1,5 +1,5 @@
-//! The README's promises about the binary, checked against the binary, so
-//! the README cannot drift from it.
+//! The promises README.md and docs/reference.md make about the binary,
+//! checked against the binary, so the docs cannot drift from it.
 //!
 //! - "Quick start on one machine": its `sh` block, read from README.md
 //!   itself, runs command by command against the real `ccnproxy` (in place
@@ -11,7 +11,7 @@
 //!   must print the file its URL names. The proxy's access log must then
 //!   show one line per request, the second on a reused connection, as the
 //!   text under the block says.
-//! - "Flags": the tables name exactly the long flags `--help` shows, with
+//! - docs/reference.md "Flags": the tables name exactly the long flags `--help` shows, with
 //!   the same short forms, and a table's default (when it is one literal
 //!   value) is `--help`'s. The flags that are not in `--help` on purpose and
 //!   the defaults the tables put in words are listed here, each with why.
@@ -32,6 +32,13 @@ use clap::CommandFactory as _;
 use super::support::TIMEOUT;
 
 const README: &str = include_str!("../../README.md");
+/// Where every flag is listed.
+const REFERENCE: &str = include_str!("../../docs/reference.md");
+/// Where the subcommands are shown in use.
+const GUIDE: &str = include_str!("../../docs/guide.md");
+
+/// The README is the front page; the manual is `docs/`.
+const README_MAX_LINES: usize = 250;
 const BINARY: &str = env!("CARGO_BIN_EXE_ccnproxy");
 
 /// How long a background server may take to say where it listens.
@@ -62,7 +69,7 @@ const DEFAULT_IN_WORDS: &[(&str, &str)] = &[
 
 #[test]
 fn quick_start_runs_as_written() {
-    let block = sh_block(section("Quick start on one machine"));
+    let block = sh_block(section(README, "Quick start on one machine"));
     let commands = commands(block);
     let scratch = tempfile::tempdir().expect("scratch directory");
     let scratch = scratch.path().to_str().expect("utf-8 temp path").to_owned();
@@ -152,7 +159,7 @@ fn flags_tables_match_help() {
     let help_text = String::from_utf8(out.stdout).expect("utf-8 help");
     let help = help_flags(&help_text);
     assert!(help.len() > 40, "read the flags of --help: {help:?}");
-    let tables = table_flags(section("Flags"));
+    let tables = table_flags(section(REFERENCE, "Flags"));
     let mut problems = Vec::new();
 
     let hidden: BTreeSet<String> = ccnproxy::config::cli::Args::command()
@@ -169,7 +176,7 @@ fn flags_tables_match_help() {
     for flag in &hidden {
         if help.contains_key(flag) || tables.contains_key(flag) {
             problems.push(format!(
-                "--{flag} is hidden but shows in --help or the README"
+                "--{flag} is hidden but shows in --help or the reference"
             ));
         }
     }
@@ -178,34 +185,34 @@ fn flags_tables_match_help() {
         let excused = NOT_IN_TABLES.iter().any(|(f, _)| f == flag);
         if !tables.contains_key(flag) && !excused {
             problems.push(format!(
-                "--{flag} is in --help but not in the README's Flags tables"
+                "--{flag} is in --help but not in the reference's Flags tables"
             ));
         }
     }
     for (flag, row) in &tables {
         let Some(helped) = help.get(flag) else {
             problems.push(format!(
-                "--{flag} is in the README's Flags tables but not in --help"
+                "--{flag} is in the reference's Flags tables but not in --help"
             ));
             continue;
         };
         if row.short != helped.short {
             problems.push(format!(
-                "--{flag}: short form {:?} in the README, {:?} in --help",
+                "--{flag}: short form {:?} in the reference, {:?} in --help",
                 row.short, helped.short
             ));
         }
         let in_words = DEFAULT_IN_WORDS.iter().any(|(f, _)| f == flag);
         match (&row.default, &helped.default) {
             (Some(table), Some(help)) if table != help => problems.push(format!(
-                "--{flag}: default `{table}` in the README, `{help}` in --help"
+                "--{flag}: default `{table}` in the reference, `{help}` in --help"
             )),
             (None, Some(help)) if !in_words => problems.push(format!(
-                "--{flag}: --help's default `{help}` is not the README's (one `value`), \
+                "--{flag}: --help's default `{help}` is not the reference's (one `value`), \
                  nor listed in DEFAULT_IN_WORDS"
             )),
             (Some(table), None) => problems.push(format!(
-                "--{flag}: the README gives default `{table}`, --help none"
+                "--{flag}: the reference gives default `{table}`, --help none"
             )),
             _ => {}
         }
@@ -219,14 +226,60 @@ fn flags_tables_match_help() {
     }
 
     for name in subcommands(&help_text) {
-        if name != "help" && !README.contains(&format!("`ccnproxy {name}")) {
-            problems.push(format!("subcommand `{name}` is not in the README"));
+        let shown = format!("`ccnproxy {name}");
+        if name != "help" && !README.contains(&shown) && !GUIDE.contains(&shown) {
+            problems.push(format!(
+                "subcommand `{name}` is in neither README nor docs/guide.md"
+            ));
         }
     }
     assert!(
         problems.is_empty(),
-        "README.md and --help disagree:\n{}",
+        "docs/reference.md and --help disagree:\n{}",
         problems.join("\n")
+    );
+}
+
+#[test]
+fn readme_is_a_front_page() {
+    let lines = README.lines().count();
+    assert!(
+        lines <= README_MAX_LINES,
+        "README.md has {lines} lines; at most {README_MAX_LINES}: move detail to docs/"
+    );
+}
+
+/// Every relative link of README.md and docs/*.md names a file that exists.
+#[test]
+fn relative_links_resolve() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![root.join("README.md")];
+    for entry in std::fs::read_dir(root.join("docs")).expect("docs/") {
+        let path = entry.expect("docs entry").path();
+        if path.extension().is_some_and(|e| e == "md") {
+            pages.push(path);
+        }
+    }
+    let mut broken = Vec::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).expect("read page");
+        let dir = page.parent().expect("a page is in a directory");
+        for (at, _) in text.match_indices("](") {
+            let rest = &text[at + 2..];
+            let Some(end) = rest.find(')') else { continue };
+            let target = rest[..end].split('#').next().unwrap_or_default();
+            if target.is_empty() || target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            if !dir.join(target).exists() {
+                broken.push(format!("{}: {target}", page.display()));
+            }
+        }
+    }
+    assert!(
+        broken.is_empty(),
+        "links to missing files:\n{}",
+        broken.join("\n")
     );
 }
 
@@ -256,13 +309,13 @@ fn the_readers_parse_what_they_should() {
     assert_eq!(rows.len(), 3);
 }
 
-/// The text of README's `## TITLE` section, up to the next `## ` heading.
-fn section(title: &str) -> &'static str {
+/// The text of `doc`'s `## TITLE` section, up to the next `## ` heading.
+fn section(doc: &'static str, title: &str) -> &'static str {
     let heading = format!("\n## {title}\n");
-    let start = README
+    let start = doc
         .find(&heading)
-        .unwrap_or_else(|| panic!("README.md has no \"## {title}\" section"));
-    let rest = &README[start + heading.len()..];
+        .unwrap_or_else(|| panic!("no \"## {title}\" section"));
+    let rest = &doc[start + heading.len()..];
     &rest[..rest.find("\n## ").map_or(rest.len(), |i| i + 1)]
 }
 

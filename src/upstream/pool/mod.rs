@@ -196,7 +196,7 @@ impl Pool {
     /// never gives the connection's GOAWAY to a stream it has just opened;
     /// see `Gate`); and, on HTTP/1.1 only and once on
     /// a fresh connection, a bodyless request whose reused connection broke
-    /// before any response byte (README "The upstream pool").
+    /// before any response byte (docs/pool.md).
     pub async fn send(
         self: &Arc<Self>,
         req: Request<ProxyBody>,

@@ -230,7 +230,7 @@ async fn origin_that_stalls_gets_504_and_its_connection_is_closed() {
         "the 504 is logged with its reason: {}",
         rec.line
     );
-    // README "Timeout": the connection is closed, never reused.
+    // docs/pool.md "Timeout": the connection is closed, never reused.
     origin.wait_all_closed().await;
     assert_eq!(
         proxy.get("example.test.ccnproxy", "/stall").await.status(),

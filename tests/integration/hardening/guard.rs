@@ -1,4 +1,4 @@
-//! The address guard (docs/design.md "Policy", README "Safe defaults"), seen from
+//! The address guard (docs/design.md "Policy", docs/security.md "Safe defaults"), seen from
 //! inside a network namespace with only loopback: every non-public class is
 //! refused with 403 before any connection, `--allow-cidr` opens exactly what
 //! it names, and the guard holds for DNS rebinding, CONNECT, `--upstream`,

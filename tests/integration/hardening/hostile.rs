@@ -365,7 +365,7 @@ async fn very_long_uri_gets_414_or_431() {
 
 #[tokio::test]
 async fn rejected_requests_are_logged() {
-    // README "Errors": hyper answers a head it cannot parse itself (no
+    // docs/reference.md "Errors": hyper answers a head it cannot parse itself (no
     // X-Chocon-Id on that bare answer), but every such rejection still has its
     // access-log line, with the status hyper sent.
     let (_origin, proxy) = setup().await;
