@@ -110,8 +110,8 @@ impl Origin {
 
 impl fmt::Display for Origin {
     // Pieces rather than `write!`: this runs for every request (the access
-    // record and the metrics labels), and the formatting machinery cost
-    // about 1,000 instructions a call.
+    // record and the metrics labels), and the formatting machinery costs
+    // several times more (callgrind, docs/bench.md).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bracket = self.host.contains(':');
         f.write_str(self.scheme.as_str())?;

@@ -43,9 +43,9 @@ use crate::shutdown::Phase;
 
 /// How long a connection must stay quiet before it gives its buffers back:
 /// longer than the pause between a busy client's back-to-back calls, so
-/// those do not pay for a new hyper connection each (about 5,500
-/// instructions), short enough that a burst of clients that each make one
-/// call holds few buffers at once.
+/// those do not pay for a new hyper connection each (its cost is measured
+/// in docs/bench.md, "Memory per idle client connection"), short enough
+/// that a burst of clients that each make one call holds few buffers at once.
 const GRACE: Duration = Duration::from_millis(50);
 
 static CLOSE: HeaderValue = HeaderValue::from_static("close");
@@ -75,7 +75,7 @@ pub(super) async fn serve(
                 connect || asks_close(&req),
             );
             // Boxed: hyper keeps the service future inside each connection's
-            // state, and the request path's future is ~11 KB. Boxing it keeps
+            // state, and the request path's future is large (docs/bench.md). Boxing it keeps
             // busy connections small too (memory per client, docs/bench.md).
             Box::pin(async move {
                 let req = req.map(|b| ClientBody::new(b, Some(&activity)));

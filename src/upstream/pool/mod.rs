@@ -136,9 +136,9 @@ type H1Handle = http1::SendRequest<ProxyBody>;
 /// are retried, so the bound only stops loops: an origin that refuses every
 /// stream above a fixed count per connection (nginx's `keepalive_requests`
 /// sends one GOAWAY with the last stream it processed) refuses up to a
-/// connection's worth of streams in flight each time, and a request met
-/// that on four connections in a row at least once in ~700,000 in the nginx
-/// check of docs/bench.md (with 2, 4 to 52 requests of ~110,000 got a 502).
+/// connection's worth of streams in flight each time; docs/bench.md's nginx
+/// check (GOAWAY recycling) shows how often a request meets that on several
+/// connections in a row, and why 4.
 pub const MAX_RETRIES: u32 = 4;
 type PoolLease = Lease<H1Handle, H2Handle>;
 
