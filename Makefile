@@ -2,7 +2,7 @@
 CARGO ?= cargo
 ARGS  ?=
 
-.PHONY: build run test test-rust test-aws bench soak fuzz lint clean man
+.PHONY: build run test test-rust test-aws bench soak fuzz lint deny clean man
 
 build:
 	$(CARGO) build --release
@@ -53,6 +53,14 @@ fuzz:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# Supply chain (deny.toml): every dependency's licence on the allow-list,
+# duplicate versions reviewed, no wildcard versions, crates.io as the only
+# source. Advisories are not checked (they need the RustSec database; run
+# `cargo deny check advisories` by hand). Installs cargo-deny on first use.
+deny:
+	@command -v cargo-deny >/dev/null || $(CARGO) install cargo-deny --locked
+	$(CARGO) deny check licenses bans sources
 
 # The man page, generated from the flag definitions (`man ./ccnproxy.1`).
 man:
