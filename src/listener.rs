@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tracing::Instrument;
 
 use crate::config::{IdentityConfig, LimitsConfig, ListenerConfig};
-use crate::exchange::ConnInfo;
+use crate::exchange::{ConnHold, ConnInfo};
 use crate::proxy::Handler;
 
 /// Binds `addr`, unless the process was handed a listening socket.
@@ -94,12 +94,13 @@ pub async fn accept_loop(
                 }
             },
         };
-        let info = ConnInfo {
+        let mut info = ConnInfo {
             peer,
             local_port,
             via: None,
+            hold: None,
         };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
             service.log_rejected(
                 info,
                 503,
@@ -114,10 +115,11 @@ pub async fn accept_loop(
         let phase = phase.clone();
         let front = front.clone();
         let span = tracing::debug_span!("conn", %peer);
-        let open = service.client_connection();
+        // Shared with a CONNECT tunnel this connection may become, which
+        // outlives this task.
+        info.hold = Some(Arc::new(ConnHold::new(slot, service.client_connection())));
         tasks.spawn(
             async move {
-                let _open = open;
                 let _ = stream.set_nodelay(true);
                 let timeout = config.read_timeout;
                 // In a block: the PROXY header's room is not kept for the
@@ -166,7 +168,6 @@ pub async fn accept_loop(
                         "client connection ended"
                     );
                 }
-                drop(permit);
             }
             .instrument(span),
         );

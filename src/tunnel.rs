@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::body::{self, ProxyBody};
 use crate::error::ProxyError;
-use crate::exchange::Exchange;
+use crate::exchange::{ConnHold, Exchange};
 use crate::policy::Policy;
 use crate::upstream::Upstream;
 
@@ -50,12 +50,16 @@ impl Tunnels {
     }
 
     /// Answers a CONNECT: 200 and a spawned tunnel, or an error response.
+    /// The tunnel keeps `hold` (the client connection's slot and gauge)
+    /// until it closes: the connection's own task ends when hyper hands the
+    /// socket over.
     pub async fn start<B>(
         &self,
         mut ex: Exchange,
         req: &mut Request<B>,
         host: String,
         port: u16,
+        hold: Option<Arc<ConnHold>>,
     ) -> Response<ProxyBody> {
         let target = format!("{host}:{port}");
         ex.record.origin = Some(format!("tcp://{target}"));
@@ -68,6 +72,7 @@ impl Tunnels {
         let idle = self.idle_timeout;
         let mut stop = self.stop.clone();
         tokio::spawn(async move {
+            let _hold = hold;
             let client = match on_upgrade.await {
                 Ok(u) => u,
                 Err(err) => {

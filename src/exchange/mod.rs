@@ -42,6 +42,37 @@ pub struct ConnInfo {
     /// is copied into every request's record, and held by every idle
     /// connection's task, where a `Via` inline would cost ~90 bytes.
     pub via: Option<Arc<crate::identity::Via>>,
+    /// What the connection holds while it is open (`None` in tests): a
+    /// CONNECT tunnel, which outlives the connection's task, keeps it too.
+    pub hold: Option<Arc<ConnHold>>,
+}
+
+/// What an open client connection holds: its `--max-client-conns` slot and
+/// its place in `ccnproxy_client_connections`. Both are given back when the
+/// last holder drops it: the connection's task, or the CONNECT tunnel it
+/// became (hyper hands the socket over and ends the connection's task).
+pub struct ConnHold {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    _open: crate::metrics::ClientConnection,
+}
+
+impl ConnHold {
+    /// Holds `slot` and `open` until dropped.
+    pub fn new(
+        slot: tokio::sync::OwnedSemaphorePermit,
+        open: crate::metrics::ClientConnection,
+    ) -> Self {
+        ConnHold {
+            _slot: slot,
+            _open: open,
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnHold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ConnHold")
+    }
 }
 
 /// One request's account, from head received to last byte sent. Logs

@@ -52,6 +52,7 @@ pub(crate) fn info() -> ConnInfo {
         peer: SocketAddr::from(([127, 0, 0, 1], 40000)),
         local_port: 3000,
         via: None,
+        hold: None,
     }
 }
 

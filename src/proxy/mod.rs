@@ -123,6 +123,7 @@ impl Handler {
         let (peer, via) =
             identity::resolve(&self.trust_forwarded, info.peer, info.via, req.headers());
         let local_port = info.local_port;
+        let hold = info.hold.clone();
         let info = ConnInfo { peer, via, ..info };
         let mut ex = Exchange::start(&self.log, &self.metrics, info, &req);
         let route = phase::route(&self.router, local_port, &req);
@@ -141,7 +142,7 @@ impl Handler {
                     path: req.uri().path().to_owned(),
                 }),
             Ok(Route::Connect { host, port }) => {
-                return self.tunnels.start(ex, &mut req, host, port).await;
+                return self.tunnels.start(ex, &mut req, host, port, hold).await;
             }
             Ok(Route::Proxy { origin, mode }) => self.forward(&mut ex, origin, mode, req).await,
         };
