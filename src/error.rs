@@ -75,7 +75,7 @@ impl ProxyError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Route(_) | Self::NoRoute { .. } | Self::BadFraming(_) => StatusCode::BAD_REQUEST,
-            Self::ClientGone(_) => StatusCode::from_u16(499).expect("499 is a valid status code"),
+            Self::ClientGone(_) => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Self::Policy(PolicyError::Loop) => StatusCode::LOOP_DETECTED,
             Self::Policy(_) | Self::Upstream(UpstreamError::Refused(_)) => StatusCode::FORBIDDEN,
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,

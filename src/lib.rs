@@ -21,6 +21,8 @@
 //! - Leaves, importing nothing of the proxy: `origin` (`Origin`, `Scheme`),
 //!   `body`, `scope`, `shutdown`; `error` maps every failure to a status.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod accesslog;
 pub mod admin;
 pub mod body;

@@ -1,6 +1,8 @@
 //! The `ccnproxy` binary: flags → `Config`, diagnostics, runtime, `run`.
 //! A startup error is one line on stderr and exit code 2.
 
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use std::process::ExitCode;
 
 use ccnproxy::config::cli::{self, ConfigError};

@@ -115,7 +115,10 @@ pub(super) fn parse(
                             i += len + 2;
                             continue;
                         }
-                        _ => break spec[i..].chars().next().expect("i is on a char boundary"),
+                        _ => match spec[i..].chars().next() {
+                            Some(c) => break c,
+                            None => return Err(FormatError::Unfinished { pos }),
+                        },
                     }
                     i += 1;
                 };
@@ -242,6 +245,7 @@ fn time_field(arg: &str, pos: usize) -> Result<Field, FormatError> {
         "usec" => TimeSpec::new(end, TimeKind::Usec),
         "msec_frac" => TimeSpec::new(end, TimeKind::MsecFrac),
         "usec_frac" => TimeSpec::new(end, TimeKind::UsecFrac),
+        #[allow(clippy::expect_used, reason = "a constant pattern")]
         "" => TimeSpec::strftime(end, CLF_TIME).expect("Apache's %t pattern is valid"),
         pattern => TimeSpec::strftime(end, pattern).ok_or_else(|| FormatError::TimeFormat {
             pos,

@@ -75,6 +75,7 @@ fn json_object(fields: Vec<(&str, Field, Enc)>) -> Vec<Part> {
 }
 
 /// chocon's zap line: `{"time":…,"remote_addr":…,…,"chocon_req":…}`.
+#[allow(clippy::expect_used, reason = "a constant pattern")]
 fn chocon() -> Vec<Part> {
     let (s, n) = (Enc::JsonText, Enc::Json);
     json_object(vec![

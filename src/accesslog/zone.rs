@@ -51,7 +51,7 @@ impl Zone {
             Self::Fixed { offset_secs, name } => (*offset_secs, Abbrev::new(name.as_bytes())),
         };
         let offset = FixedOffset::east_opt(offset_secs)
-            .unwrap_or(FixedOffset::east_opt(0).expect("zero is a valid offset"));
+            .unwrap_or_else(|| chrono::Utc.fix());
         ZoneName { offset, name }
     }
 }

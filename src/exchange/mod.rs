@@ -311,6 +311,7 @@ fn copy_headers(
 /// Writes the access-log line of a request hyper refused before the
 /// request path saw it (malformed or oversized head): hyper has already
 /// answered it with `status`.
+#[allow(clippy::expect_used, reason = "`-` is a constant token")]
 pub fn log_rejected(
     log: &AccessLog,
     metrics: &Metrics,

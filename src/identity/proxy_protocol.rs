@@ -135,7 +135,9 @@ fn parse_v1(buf: &[u8]) -> Result<Option<(Header, usize)>, HeaderError> {
         Some(_) => return Err(v1_err("\\r not followed by \\n")),
     }
     let len = cr + 2;
-    let text = std::str::from_utf8(&line[V1_PREFIX.len()..]).expect("checked printable ASCII");
+    let Ok(text) = std::str::from_utf8(&line[V1_PREFIX.len()..]) else {
+        return Err(v1_err("not printable ASCII"));
+    };
     let mut fields = text.split(' ');
     let family = fields.next().unwrap_or_default();
     if !matches!(family, "TCP4" | "TCP6" | "UNKNOWN") {
@@ -235,15 +237,11 @@ fn parse_v2(buf: &[u8]) -> Result<Option<(Header, usize)>, HeaderError> {
     let a = &payload[..address_len];
     let source = match family {
         0x1 => Some(SocketAddr::new(
-            IpAddr::V4(Ipv4Addr::from(
-                <[u8; 4]>::try_from(&a[0..4]).expect("4 bytes"),
-            )),
+            IpAddr::V4(Ipv4Addr::new(a[0], a[1], a[2], a[3])),
             u16::from_be_bytes([a[8], a[9]]),
         )),
         0x2 => Some(SocketAddr::new(
-            IpAddr::V6(Ipv6Addr::from(
-                <[u8; 16]>::try_from(&a[0..16]).expect("16 bytes"),
-            )),
+            IpAddr::V6(Ipv6Addr::from(std::array::from_fn::<u8, 16, _>(|i| a[i]))),
             u16::from_be_bytes([a[32], a[33]]),
         )),
         _ => None,

@@ -163,7 +163,7 @@ impl Handler {
     {
         ex.record.origin = Some(origin.to_string());
         phase::authorize(&self.policy, self.max_uri_bytes, &origin, mode, &req)?;
-        let req = phase::build(ex, &origin, mode, req);
+        let req = phase::build(ex, &origin, mode, req)?;
         let req = match &self.signer {
             Some(signer) if signer.applies_to(&origin) => signer.sign(req, &origin).await?,
             _ => req,

@@ -24,7 +24,8 @@ use crate::upstream::Upstream;
 /// **route**: where `req` goes. For h2c (HTTP/2 other than CONNECT)
 /// `:authority` plays the part of Host when there is no Host header; the URI
 /// hyper built from the pseudo-headers is not a forward-proxy target, so
-/// only its path counts.
+/// only its path counts, and it must be a path (`/…`, or `*` for OPTIONS,
+/// RFC 9113 §8.3.1).
 pub(crate) fn route<B>(
     router: &Router,
     local_port: u16,
@@ -37,12 +38,13 @@ pub(crate) fn route<B>(
             .get(header::HOST)
             .map(|h| h.as_bytes().to_vec())
             .or(authority.map(String::into_bytes));
-        let path: http::Uri = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .parse()
-            .unwrap_or_default();
+        let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+        let is_path =
+            path.starts_with('/') || (path == "*" && req.method() == http::Method::OPTIONS);
+        let path: http::Uri = match path.parse() {
+            Ok(uri) if is_path => uri,
+            _ => return Err(RouteError::BadTarget(path.to_owned())),
+        };
         router.route(req.method(), &path, host.as_deref(), local_port)
     } else {
         router.route(
@@ -112,13 +114,13 @@ pub(crate) fn authorize<B>(
 /// **build**, the head: hop-by-hop headers out; Host; the ccnproxy headers;
 /// an origin-form target. Host mode names the target in Host; the other
 /// modes keep the client's Host (it is signed), or its `:authority` when it
-/// spoke h2c.
+/// spoke h2c. Fails (400) only on a target that has no origin form.
 pub(crate) fn build_head(
     parts: &mut request::Parts,
     origin: &Origin,
     mode: Mode,
     request_id: &HeaderValue,
-) {
+) -> Result<(), RouteError> {
     rewrite::strip_hop_by_hop(&mut parts.headers);
     let kept = match mode {
         Mode::Host => None,
@@ -129,18 +131,30 @@ pub(crate) fn build_head(
                 .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
         }),
     };
-    let host = kept.unwrap_or_else(|| {
-        HeaderValue::from_str(&origin.authority())
-            .expect("a validated host is a valid header value")
-    });
+    let host = match kept {
+        Some(host) => host,
+        None => HeaderValue::from_str(&origin.authority())
+            .map_err(|_| RouteError::BadHost(origin.authority()))?,
+    };
     parts.headers.insert(header::HOST, host);
     parts.headers.insert(&CHOCON_VER, rewrite::version_value());
     parts.headers.insert(&CHOCON_ID, request_id.clone());
     rewrite::never_index(&mut parts.headers);
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    parts.uri = path
-        .parse()
-        .expect("a path taken from a valid URI parses again");
+    parts.uri = origin_form(&parts.uri)?;
+    Ok(())
+}
+
+/// The origin-form target (`/path?query`) of `uri`. In absolute form an
+/// empty path means `/` (RFC 9112 §3.2.1), so `http://host?x=1` becomes
+/// `/?x=1`; `*` (OPTIONS) stays as it is.
+pub(crate) fn origin_form(uri: &http::Uri) -> Result<http::Uri, RouteError> {
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    let parsed = if target.starts_with('/') || target == "*" {
+        target.parse()
+    } else {
+        format!("/{target}").parse()
+    };
+    parsed.map_err(|_| RouteError::BadTarget(target.to_owned()))
 }
 
 /// **build**: the upstream request. The client's body is counted into the
@@ -150,13 +164,13 @@ pub(crate) fn build<B>(
     origin: &Origin,
     mode: Mode,
     req: Request<B>,
-) -> Request<ProxyBody>
+) -> Result<Request<ProxyBody>, ProxyError>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let (mut parts, body) = req.into_parts();
-    build_head(&mut parts, origin, mode, &ex.request_id);
+    build_head(&mut parts, origin, mode, &ex.request_id)?;
     let expects_continue = parts
         .headers
         .get(header::EXPECT)
@@ -172,7 +186,7 @@ where
     if let Some(opener) = gate {
         opener.attach(&mut upstream_req);
     }
-    upstream_req
+    Ok(upstream_req)
 }
 
 /// **send**: the request through `origin`'s pool; the exchange keeps the

@@ -156,8 +156,57 @@ fn authorize_checks_loops_hosts_and_length() {
 
 fn head(req: Request<()>, mode: Mode) -> request::Parts {
     let (mut parts, ()) = req.into_parts();
-    build_head(&mut parts, &s3(), mode, &HeaderValue::from_static("id-1"));
+    build_head(&mut parts, &s3(), mode, &HeaderValue::from_static("id-1")).expect("builds");
     parts
+}
+
+#[test]
+fn an_empty_absolute_path_is_slash() {
+    // RFC 9112 §3.2.1: `http://host?x=1` asks for `/?x=1`.
+    let req = Request::get("http://s3.amazonaws.com?x=1")
+        .body(())
+        .expect("request");
+    assert_eq!(req.uri().path_and_query().map(|p| p.as_str()), Some("?x=1"));
+    assert_eq!(head(req, Mode::Forward).uri, "/?x=1");
+    let bare = Request::get("http://s3.amazonaws.com").body(()).expect("request");
+    assert_eq!(head(bare, Mode::Forward).uri, "/");
+    let star = Request::options("*").body(()).expect("request");
+    assert_eq!(head(star, Mode::Forward).uri, "*");
+}
+
+/// An h2c request for `path` as its `:path`, whatever it is.
+fn h2_path(path: &str) -> http::request::Builder {
+    let uri = http::Uri::builder()
+        .scheme("http")
+        .authority("s3.amazonaws.com.ccnproxy-https")
+        .path_and_query(path)
+        .build()
+        .expect("uri");
+    Request::builder().version(Version::HTTP_2).uri(uri)
+}
+
+#[test]
+fn an_h2c_path_that_is_not_a_path_is_a_bad_target() {
+    for (method, path) in [
+        (http::Method::GET, "?x"),
+        (http::Method::GET, "*"),
+        (http::Method::POST, "?"),
+    ] {
+        let req = h2_path(path)
+            .method(method.clone())
+            .body(())
+            .expect("request");
+        assert_eq!(
+            route(&router(), 3000, &req),
+            Err(RouteError::BadTarget(path.to_owned())),
+            "{method} {path}"
+        );
+    }
+    let options = h2_path("*")
+        .method(http::Method::OPTIONS)
+        .body(())
+        .expect("request");
+    assert!(route(&router(), 3000, &options).is_ok());
 }
 
 #[test]
@@ -213,7 +262,7 @@ async fn build_counts_the_body_and_gates_100_continue() {
         .header("host", "s3.amazonaws.com")
         .body(Full::new(Bytes::from_static(b"abc")))
         .expect("request");
-    let up = build(&mut ex, &s3(), Mode::Transparent, req);
+    let up = build(&mut ex, &s3(), Mode::Transparent, req).expect("builds");
     assert!(!gated(&up));
     let sent = up.into_body().collect().await.expect("body").to_bytes();
     assert_eq!(sent, "abc");
@@ -223,7 +272,7 @@ async fn build_counts_the_body_and_gates_100_continue() {
         .header("expect", "100-continue")
         .body(Full::new(Bytes::from_static(b"abc")))
         .expect("request");
-    let up = build(&mut ex, &s3(), Mode::Host, req);
+    let up = build(&mut ex, &s3(), Mode::Host, req).expect("builds");
     assert!(
         gated(&up),
         "the pool can open the gate for origins that never send 100"

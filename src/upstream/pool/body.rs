@@ -34,6 +34,7 @@ impl LeaseGuard {
         }
     }
 
+    #[allow(clippy::expect_used, reason = "only `finish` and `drop` take the lease, and both end the guard")]
     pub(super) fn lease_mut(&mut self) -> &mut PoolLease {
         self.lease
             .as_mut()

@@ -96,6 +96,7 @@ impl Pool {
                     // Given up for another attempt (its ticket went with it).
                     let Some(result) = result else { continue };
                     let now = Instant::now();
+#[allow(clippy::expect_used, reason = "each attempt's future yields once")]
                     let ticket = attempts.list[i].ticket.take().expect("an attempt ends once");
                     let err = match result {
                         Ok(opened) => return Ok(self.won(attempts, ticket, i, opened, started, timing)),
@@ -138,6 +139,7 @@ impl Pool {
                     let next = match slots.hedge(now, &attempts.tried) {
                         Some(next) => Some(next),
                         None => {
+                            #[allow(clippy::expect_used, reason = "the ticket was checked above")]
                             let slow = newest.ticket.take().expect("checked above");
                             match slots.replace(slow, now, &attempts.tried) {
                                 Ok(next) => {
@@ -162,6 +164,7 @@ impl Pool {
             }
         }
         let tried = attempts.tried.len();
+#[allow(clippy::expect_used, reason = "the loop only ends after an attempt failed")]
         let err = last_error.expect("every attempt ended with an error");
         Err(if tried > 1 {
             UpstreamError::Unreachable {

@@ -96,14 +96,11 @@ pub(super) fn refusal(err: &hyper::Error) -> Option<Refusal> {
 
 /// A copy of a request's head, to send it again.
 pub(super) fn clone_head(req: &Request<ProxyBody>) -> http::request::Parts {
-    let mut b = Request::builder()
-        .method(req.method().clone())
-        .uri(req.uri().clone())
-        .version(req.version());
-    if let Some(h) = b.headers_mut() {
-        *h = req.headers().clone();
-    }
-    let (parts, ()) = b.body(()).expect("a copied head is valid").into_parts();
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = req.method().clone();
+    parts.uri = req.uri().clone();
+    parts.version = req.version();
+    parts.headers = req.headers().clone();
     parts
 }
 

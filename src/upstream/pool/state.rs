@@ -221,7 +221,7 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
                         load.get(&self.idle[i].conn.addr)
                             .map_or(0, |l| l.outstanding)
                     })
-                    .expect("idle list is not empty")
+                    .unwrap_or(self.idle.len() - 1)
             };
             let idle = self.idle.remove(pick);
             self.h1_busy += 1;

@@ -11,6 +11,7 @@
 mod conn_limit;
 mod faults;
 mod guard;
+mod heads;
 mod hostile;
 mod load;
 pub mod netns;
