@@ -41,7 +41,7 @@ soak:
 # RUSTC_BOOTSTRAP; installs cargo-fuzz on first use). `make test` replays
 # every corpus (tests/fuzz_corpus.rs) without cargo-fuzz.
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS ?= route scope logformat chunked h2c_authority proxy_header
+FUZZ_TARGETS ?= route scope logformat chunked h2c_authority proxy_header head
 fuzz:
 	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
 	for t in $(FUZZ_TARGETS); do \

@@ -167,7 +167,10 @@ fn json(value: &impl Serialize, pretty: bool) -> String {
     } else {
         serde_json::to_string(value)
     };
-#[allow(clippy::expect_used, reason = "the reports are the proxy's own counters, plain numbers and strings")]
+    #[allow(
+        clippy::expect_used,
+        reason = "the reports are the proxy's own counters, plain numbers and strings"
+    )]
     let mut text = text.expect("the reports hold only plain numbers and strings");
     text.push('\n');
     text

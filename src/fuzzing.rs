@@ -32,13 +32,14 @@ use crate::sign::{ChunkSigner, Resigned};
 pub type Target = fn(&[u8]);
 
 /// The fuzz targets, by name (as in `fuzz/Cargo.toml` and `fuzz/corpus/`).
-pub const TARGETS: [(&str, Target); 6] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("route", route),
     ("scope", scope),
     ("logformat", logformat),
     ("chunked", chunked),
     ("h2c_authority", h2c_authority),
     ("proxy_header", proxy_header),
+    ("head", head),
 ];
 
 fn router(upstream: bool) -> &'static Router {
@@ -205,4 +206,93 @@ pub fn proxy_header(data: &[u8]) {
     if let Some(vpce) = header.vpce {
         assert!(vpce.as_str().bytes().all(|b| b.is_ascii_graphic()));
     }
+}
+
+/// A client's request head through every phase that reads it before the
+/// upstream request: framing check, route and build. The first byte picks
+/// the form: even, the rest is a raw HTTP/1.1 head (parsed by httparse, as
+/// hyper does); odd, an h2 header block as `name value` lines, the
+/// pseudo-headers (`:method`, `:scheme`, `:authority`, `:path`) among them.
+/// A head that routes either builds an upstream head with a Host and an
+/// origin-form target, or fails with an error; it never panics.
+pub fn head(data: &[u8]) {
+    let Some((&form, rest)) = data.split_first() else {
+        return;
+    };
+    let req = if form % 2 == 0 {
+        http1_head(rest)
+    } else {
+        h2_head(rest)
+    };
+    let Some(req) = req else {
+        return;
+    };
+    for upstream in [false, true] {
+        if phase::check_framing(req.headers()).is_err() {
+            return;
+        }
+        let Ok(Route::Proxy { origin, mode }) = phase::route(router(upstream), 3000, &req) else {
+            continue;
+        };
+        let (mut parts, ()) = copy(&req).into_parts();
+        if phase::build_head(&mut parts, &origin, mode, &HeaderValue::from_static("fuzz")).is_ok() {
+            assert!(parts.headers.contains_key(header::HOST));
+            assert!(parts.uri.authority().is_none(), "origin-form target");
+            let target = parts.uri.path_and_query().map_or("", |p| p.as_str());
+            assert!(
+                target.starts_with('/') || target == "*",
+                "origin-form target {target:?}"
+            );
+        }
+    }
+}
+
+/// A raw HTTP/1.1 head as hyper would hand it on, or `None` where hyper
+/// would answer 400 itself.
+fn http1_head(bytes: &[u8]) -> Option<Request<()>> {
+    let mut headers = [httparse::EMPTY_HEADER; 100];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let httparse::Status::Complete(_) = parsed.parse(bytes).ok()? else {
+        return None;
+    };
+    let mut builder = Request::builder()
+        .method(Method::from_bytes(parsed.method?.as_bytes()).ok()?)
+        .uri(Uri::try_from(parsed.path?).ok()?)
+        .version(Version::HTTP_11);
+    for h in parsed.headers.iter() {
+        builder = builder.header(h.name, HeaderValue::from_bytes(h.value).ok()?);
+    }
+    builder.body(()).ok()
+}
+
+/// An h2 header block (`name value` per line) as the h2 crate would hand
+/// it on: the pseudo-headers make the method and URI (an empty `:path` is
+/// refused, as h2 does), the rest are headers.
+fn h2_head(bytes: &[u8]) -> Option<Request<()>> {
+    let mut method = Method::GET;
+    let mut uri = Uri::builder();
+    let mut builder = Request::builder().version(Version::HTTP_2);
+    for line in bytes.split(|b| *b == b'\n') {
+        let split = line.iter().position(|b| *b == b' ').unwrap_or(line.len());
+        let (name, value) = line.split_at(split);
+        let value = value.get(1..).unwrap_or_default();
+        match name {
+            b":method" => method = Method::from_bytes(value).ok()?,
+            b":scheme" => uri = uri.scheme(value),
+            b":authority" => uri = uri.authority(value),
+            b":path" if value.is_empty() => return None,
+            b":path" => uri = uri.path_and_query(value),
+            _ => builder = builder.header(name, HeaderValue::from_bytes(value).ok()?),
+        }
+    }
+    builder.method(method).uri(uri.build().ok()?).body(()).ok()
+}
+
+fn copy(req: &Request<()>) -> Request<()> {
+    let mut copy = Request::new(());
+    *copy.method_mut() = req.method().clone();
+    *copy.uri_mut() = req.uri().clone();
+    *copy.version_mut() = req.version();
+    *copy.headers_mut() = req.headers().clone();
+    copy
 }

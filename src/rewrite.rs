@@ -130,7 +130,7 @@ fn new_id() -> HeaderValue {
             b'a' + nibble - 10
         };
     }
-#[allow(clippy::expect_used, reason = "the proxy's own hex digits")]
+    #[allow(clippy::expect_used, reason = "the proxy's own hex digits")]
     HeaderValue::from_bytes(&buf).expect("hex digits are a valid header value")
 }
 

@@ -141,7 +141,10 @@ impl RotatingFile {
                 }
             }
         }
-#[allow(clippy::expect_used, reason = "the branch above opens the file or returns")]
+        #[allow(
+            clippy::expect_used,
+            reason = "the branch above opens the file or returns"
+        )]
         let open = self.open.as_mut().expect("opened above");
         if let Err(partial) = write_lines(&mut open.file, batch) {
             cut_torn_line(&open.file, &partial);

@@ -50,8 +50,7 @@ impl Zone {
             Self::Local => local(unix_secs),
             Self::Fixed { offset_secs, name } => (*offset_secs, Abbrev::new(name.as_bytes())),
         };
-        let offset = FixedOffset::east_opt(offset_secs)
-            .unwrap_or_else(|| chrono::Utc.fix());
+        let offset = FixedOffset::east_opt(offset_secs).unwrap_or_else(|| chrono::Utc.fix());
         ZoneName { offset, name }
     }
 }

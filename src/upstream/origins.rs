@@ -68,7 +68,10 @@ impl<T> Table<T> {
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(o, _)| o.clone())
                 .ok_or(Full)?;
-#[allow(clippy::expect_used, reason = "the key was just found in the same map under the same borrow")]
+            #[allow(
+                clippy::expect_used,
+                reason = "the key was just found in the same map under the same borrow"
+            )]
             let e = self.map.remove(&lru).expect("found above");
             removed.push((lru, e.value));
         }

@@ -168,7 +168,9 @@ fn an_empty_absolute_path_is_slash() {
         .expect("request");
     assert_eq!(req.uri().path_and_query().map(|p| p.as_str()), Some("?x=1"));
     assert_eq!(head(req, Mode::Forward).uri, "/?x=1");
-    let bare = Request::get("http://s3.amazonaws.com").body(()).expect("request");
+    let bare = Request::get("http://s3.amazonaws.com")
+        .body(())
+        .expect("request");
     assert_eq!(head(bare, Mode::Forward).uri, "/");
     let star = Request::options("*").body(()).expect("request");
     assert_eq!(head(star, Mode::Forward).uri, "*");

@@ -34,7 +34,10 @@ impl LeaseGuard {
         }
     }
 
-    #[allow(clippy::expect_used, reason = "only `finish` and `drop` take the lease, and both end the guard")]
+    #[allow(
+        clippy::expect_used,
+        reason = "only `finish` and `drop` take the lease, and both end the guard"
+    )]
     pub(super) fn lease_mut(&mut self) -> &mut PoolLease {
         self.lease
             .as_mut()

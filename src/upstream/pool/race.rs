@@ -92,79 +92,82 @@ impl Pool {
         let mut last_error = None;
         while !running.is_empty() {
             tokio::select! {
-                Some((i, result)) = running.next() => {
-                    // Given up for another attempt (its ticket went with it).
-                    let Some(result) = result else { continue };
-                    let now = Instant::now();
-#[allow(clippy::expect_used, reason = "each attempt's future yields once")]
-                    let ticket = attempts.list[i].ticket.take().expect("an attempt ends once");
-                    let err = match result {
-                        Ok(opened) => return Ok(self.won(attempts, ticket, i, opened, started, timing)),
-                        Err(err) => err,
-                    };
-                    self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
-                    if !is_address_fault(&err) {
-                        let wake = self.lock().connect_failed(ticket);
-                        self.wake(wake);
-                        return Err(UpstreamError::Connect(err));
-                    }
-                    tracing::debug!(origin = %self.origin, error = &err as &dyn std::error::Error, "pool.connect failed; trying another address");
-                    // An attempt that timed out with the budget is only ejected
-                    // if it had the race delay to itself.
-                    let ran = now.duration_since(attempts.list[i].started);
-                    let eject = !matches!(err, ConnectError::TimedOut { .. }) || ran >= delay;
-                    let (next, wake) = if now < deadline {
-                        self.lock().fail_over(ticket, now, eject, &attempts.tried)
-                    } else {
-                        (None, self.lock().abandon(ticket, now, eject))
-                    };
-                    self.wake(wake);
-                    if let Some(next) = next {
-                        running.push(self.launch(&mut attempts, next, now, deadline));
-                        hedge_at = (!delay.is_zero()).then(|| now + delay);
-                    }
-                    last_error = Some(err);
-                }
-                () = sleep_until(hedge_at), if hedge_at.is_some() => {
-                    hedge_at = None;
-                    let now = Instant::now();
-                    let Some(newest) = attempts
-                        .list
-                        .last_mut()
-                        .filter(|a| a.ticket.is_some() && !a.tcp_done.load(Ordering::Relaxed))
-                    else {
-                        continue;
-                    };
-                    let mut slots = self.lock();
-                    let next = match slots.hedge(now, &attempts.tried) {
-                        Some(next) => Some(next),
-                        None => {
-                            #[allow(clippy::expect_used, reason = "the ticket was checked above")]
-                            let slow = newest.ticket.take().expect("checked above");
-                            match slots.replace(slow, now, &attempts.tried) {
-                                Ok(next) => {
-                                    newest.abort.abort();
-                                    self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
-                                    Some(next)
+                            Some((i, result)) = running.next() => {
+                                // Given up for another attempt (its ticket went with it).
+                                let Some(result) = result else { continue };
+                                let now = Instant::now();
+            #[allow(clippy::expect_used, reason = "each attempt's future yields once")]
+                                let ticket = attempts.list[i].ticket.take().expect("an attempt ends once");
+                                let err = match result {
+                                    Ok(opened) => return Ok(self.won(attempts, ticket, i, opened, started, timing)),
+                                    Err(err) => err,
+                                };
+                                self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
+                                if !is_address_fault(&err) {
+                                    let wake = self.lock().connect_failed(ticket);
+                                    self.wake(wake);
+                                    return Err(UpstreamError::Connect(err));
                                 }
-                                Err(slow) => {
-                                    newest.ticket = Some(slow);
-                                    None
+                                tracing::debug!(origin = %self.origin, error = &err as &dyn std::error::Error, "pool.connect failed; trying another address");
+                                // An attempt that timed out with the budget is only ejected
+                                // if it had the race delay to itself.
+                                let ran = now.duration_since(attempts.list[i].started);
+                                let eject = !matches!(err, ConnectError::TimedOut { .. }) || ran >= delay;
+                                let (next, wake) = if now < deadline {
+                                    self.lock().fail_over(ticket, now, eject, &attempts.tried)
+                                } else {
+                                    (None, self.lock().abandon(ticket, now, eject))
+                                };
+                                self.wake(wake);
+                                if let Some(next) = next {
+                                    running.push(self.launch(&mut attempts, next, now, deadline));
+                                    hedge_at = (!delay.is_zero()).then(|| now + delay);
+                                }
+                                last_error = Some(err);
+                            }
+                            () = sleep_until(hedge_at), if hedge_at.is_some() => {
+                                hedge_at = None;
+                                let now = Instant::now();
+                                let Some(newest) = attempts
+                                    .list
+                                    .last_mut()
+                                    .filter(|a| a.ticket.is_some() && !a.tcp_done.load(Ordering::Relaxed))
+                                else {
+                                    continue;
+                                };
+                                let mut slots = self.lock();
+                                let next = match slots.hedge(now, &attempts.tried) {
+                                    Some(next) => Some(next),
+                                    None => {
+                                        #[allow(clippy::expect_used, reason = "the ticket was checked above")]
+                                        let slow = newest.ticket.take().expect("checked above");
+                                        match slots.replace(slow, now, &attempts.tried) {
+                                            Ok(next) => {
+                                                newest.abort.abort();
+                                                self.counters.connect_errors.fetch_add(1, Ordering::Relaxed);
+                                                Some(next)
+                                            }
+                                            Err(slow) => {
+                                                newest.ticket = Some(slow);
+                                                None
+                                            }
+                                        }
+                                    }
+                                };
+                                drop(slots);
+                                if let Some(next) = next {
+                                    tracing::debug!(origin = %self.origin, addr = %next.addr, "pool.connect slow; trying another address");
+                                    running.push(self.launch(&mut attempts, next, now, deadline));
+                                    hedge_at = Some(now + delay);
                                 }
                             }
                         }
-                    };
-                    drop(slots);
-                    if let Some(next) = next {
-                        tracing::debug!(origin = %self.origin, addr = %next.addr, "pool.connect slow; trying another address");
-                        running.push(self.launch(&mut attempts, next, now, deadline));
-                        hedge_at = Some(now + delay);
-                    }
-                }
-            }
         }
         let tried = attempts.tried.len();
-#[allow(clippy::expect_used, reason = "the loop only ends after an attempt failed")]
+        #[allow(
+            clippy::expect_used,
+            reason = "the loop only ends after an attempt failed"
+        )]
         let err = last_error.expect("every attempt ended with an error");
         Err(if tried > 1 {
             UpstreamError::Unreachable {

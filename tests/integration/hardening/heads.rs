@@ -70,5 +70,8 @@ async fn an_empty_absolute_path_is_proxied_and_an_h2c_query_path_gets_400() {
     assert_eq!(origin.requests(), 2, "the 400 never reached the origin");
 
     let stderr = proxy.stderr();
-    assert!(!stderr.contains("panicked"), "the proxy panicked:\n{stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "the proxy panicked:\n{stderr}"
+    );
 }
