@@ -77,7 +77,9 @@ impl ProxyError {
             Self::Route(_) | Self::NoRoute { .. } | Self::BadFraming(_) => StatusCode::BAD_REQUEST,
             Self::ClientGone(_) => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
             Self::Policy(PolicyError::Loop) => StatusCode::LOOP_DETECTED,
-            Self::Policy(_) | Self::Upstream(UpstreamError::Refused(_)) => StatusCode::FORBIDDEN,
+            Self::Policy(_)
+            | Self::Upstream(UpstreamError::Refused(_))
+            | Self::Sign(SignError::ClientNotAllowed(_)) => StatusCode::FORBIDDEN,
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(UpstreamError::PoolTimeout(_) | UpstreamError::TooManyOrigins(_))
             | Self::Sign(SignError::BufferFull { .. })

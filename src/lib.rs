@@ -135,6 +135,9 @@ pub async fn run_reporting(
     shutdown: impl Future<Output = ()> + Send,
     ready: impl FnOnce(Bound) + Send,
 ) -> Result<(), RunError> {
+    // Before the credential chain is asked: a proxy that would lend its role
+    // to the network stops at once.
+    sign::check_listener(&config.sign, config.listener.addr).map_err(RunError::Config)?;
     let policy = Arc::new(policy::Policy::new(&config.policy).map_err(RunError::Config)?);
     let buffered = buffer_budget::BufferBudget::new(config.limits.max_buffered_bytes);
     let upstream = upstream::Upstream::new(
@@ -218,6 +221,8 @@ pub async fn run_reporting(
     let local = listener
         .local_addr()
         .map_err(|source| RunError::Listen { addr, source })?;
+    // An inherited socket (systemd, Server::Starter) may listen elsewhere.
+    sign::check_listener(&config.sign, local).map_err(RunError::Config)?;
     let admin_bound = match config.listener.metrics_listen {
         Some(admin_addr) => {
             let admin_listener =

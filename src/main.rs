@@ -48,6 +48,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Before any diagnostics: the refusal is the only line printed.
+    if let Err(e) = ccnproxy::sign::check_listener(&config.sign, config.listener.addr) {
+        eprintln!("ccnproxy: {e}");
+        return ExitCode::from(2);
+    }
     init_tracing(&log_level, &log_format);
     raise_nofile();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

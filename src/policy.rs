@@ -61,6 +61,9 @@ pub enum PolicyError {
 #[derive(Debug, Clone)]
 pub struct Policy {
     allow: HostPatterns,
+    /// `--allow-host` entries that are addresses or CIDRs: the IP-literal
+    /// targets allowed (besides `*`).
+    allow_addrs: Vec<IpNet>,
     deny: HostPatterns,
     customer: HostPatterns,
     request_ports: Vec<PortRange>,
@@ -71,8 +74,13 @@ pub struct Policy {
 impl Policy {
     /// Compiles `config`; patterns were validated when flags were parsed.
     pub fn new(config: &PolicyConfig) -> Result<Self, String> {
+        let (addrs, names): (Vec<&String>, Vec<&String>) = config
+            .allow_host
+            .iter()
+            .partition(|entry| parse_net(entry).is_some());
         Ok(Policy {
-            allow: HostPatterns::parse(&config.allow_host)?,
+            allow: HostPatterns::parse(&names)?,
+            allow_addrs: addrs.iter().filter_map(|entry| parse_net(entry)).collect(),
             deny: HostPatterns::parse(&config.deny_host)?,
             customer: HostPatterns::parse(&config.customer_hosts)?,
             request_ports: config.request_ports.clone(),
@@ -98,10 +106,11 @@ impl Policy {
         if self.deny.matches(host) {
             return Err(PolicyError::HostDenied(host.to_owned()));
         }
-        // An IP literal target is judged by the address guard alone when
-        // `--allow-cidr` names it; otherwise it needs an allow pattern like any name.
+        // An IP literal needs `--allow-host` like any name (`*`, the address
+        // or a CIDR covering it); `--allow-cidr` only opens what it may
+        // resolve to, so opening a range does not open every host in it.
         let literal_allowed = host.parse::<IpAddr>().is_ok_and(|ip| {
-            self.allow_cidr
+            self.allow_addrs
                 .iter()
                 .any(|net| net.contains(&canonical(ip)))
         });
@@ -135,6 +144,27 @@ impl Policy {
             addr,
         })
     }
+}
+
+/// An `--allow-host` entry that is an address (`10.1.2.3`, `::1`) or a
+/// CIDR (`10.0.0.0/8`).
+fn parse_net(entry: &str) -> Option<IpNet> {
+    let entry = entry.trim();
+    let entry = entry
+        .strip_prefix('[')
+        .and_then(|e| e.strip_suffix(']'))
+        .unwrap_or(entry);
+    if let Ok(ip) = entry.parse::<IpAddr>() {
+        return Some(IpNet::from(canonical(ip)));
+    }
+    let net = entry.parse::<IpNet>().ok()?;
+    Some(match net {
+        IpNet::V6(v6) if v6.addr().to_ipv4_mapped().is_some() && v6.prefix_len() >= 96 => {
+            let v4 = v6.addr().to_ipv4_mapped()?;
+            IpNet::new(IpAddr::V4(v4), v6.prefix_len() - 96).ok()?
+        }
+        other => other,
+    })
 }
 
 fn check_port(allowed: &[PortRange], port: u16, kind: &'static str) -> Result<(), PolicyError> {
@@ -384,6 +414,39 @@ mod tests {
                 .is_ok()
         );
         assert!(p.check_addr("h", "10.0.0.1".parse().expect("ip")).is_err());
+    }
+
+    #[test]
+    fn ip_literals_need_allow_host_whatever_allow_cidr_says() {
+        // `--allow-cidr` alone: the literal is not an allowed host.
+        let p = policy(&["*.amazonaws.com"], &["10.0.0.0/8"]);
+        assert_eq!(
+            p.check_host("10.1.2.3"),
+            Err(PolicyError::HostNotAllowed("10.1.2.3".into()))
+        );
+        // Addresses and CIDRs in `--allow-host` allow literals (the address
+        // guard still judges them when connecting).
+        let p = policy(
+            &[
+                "*.amazonaws.com",
+                "10.1.2.3",
+                "192.168.0.0/16",
+                "2001:db8::/32",
+            ],
+            &[],
+        );
+        for ok in [
+            "10.1.2.3",
+            "192.168.7.7",
+            "2001:db8::5",
+            "::ffff:192.168.1.1",
+        ] {
+            assert_eq!(p.check_host(ok), Ok(()), "{ok}");
+        }
+        for refused in ["10.1.2.4", "172.16.0.1", "2001:db9::1"] {
+            assert!(p.check_host(refused).is_err(), "{refused}");
+        }
+        assert_eq!(policy(&["*"], &[]).check_host("10.9.9.9"), Ok(()));
     }
 
     #[test]

@@ -289,6 +289,9 @@ pub struct SignConfig {
     pub hosts: Vec<String>,
     /// Largest non-S3 body hashed for signing; beyond it 413.
     pub max_body: u64,
+    /// `--sign-allow-clients`: only clients in these ranges have requests
+    /// signed (empty: any client, which only a loopback listener allows).
+    pub allow_clients: Vec<IpNet>,
 }
 
 /// How a client is named in per-client accounting.
@@ -459,6 +462,7 @@ impl Default for Config {
                 enabled: false,
                 hosts: Vec::new(),
                 max_body: 10 << 20,
+                allow_clients: Vec::new(),
             },
             metrics: MetricsConfig {
                 client_key: ClientKey::Auto,

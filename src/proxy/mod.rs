@@ -1,10 +1,12 @@
 //! The request path, as named phases, each a function in `phase`:
 //!
-//! route → admit → authorize → build → send → respond
+//! route → authenticate → admit → authorize → build → send → respond
 //!
 //! - **route**: where the request goes (`Route`), from its target and Host
 //!   (for h2c, `:authority`); framing that a second parser could read
 //!   differently is refused here too.
+//! - **authenticate**: a request the proxy would sign comes from a client
+//!   allowed to have it signed (`--sign-allow-clients`).
 //! - **admit**: the client's request budget (`--rate-limit`).
 //! - **authorize**: loop detection, host patterns, target length.
 //! - **build**: the upstream request: hop-by-hop headers out, Host, the
@@ -127,6 +129,9 @@ impl Handler {
         let info = ConnInfo { peer, via, ..info };
         let mut ex = Exchange::start(&self.log, &self.metrics, info, &req);
         let route = phase::route(&self.router, local_port, &req);
+        if let Err(err) = phase::authenticate(self.signer.as_deref(), &route, peer) {
+            return ex.respond_error(err);
+        }
         if let Err(err) =
             phase::admit(self.limiter.as_ref(), &self.metrics, &route, &ex.record).await
         {

@@ -1,6 +1,8 @@
-//! The phases of the request path, in order: route → admit → authorize →
-//! build → send → respond. Each is a small function of what it reads, so
+//! The phases of the request path, in order: route → authenticate → admit →
+//! authorize → build → send → respond. Each is a small function of what it reads, so
 //! each can be tested alone (and the routing of h2c requests fuzzed).
+
+use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -19,6 +21,7 @@ use crate::policy::{Policy, PolicyError};
 use crate::ratelimit::RateLimiter;
 use crate::rewrite::{self, CHOCON_ID, CHOCON_VER};
 use crate::route::{Mode, Route, RouteError, Router};
+use crate::sign::Signer;
 use crate::upstream::Upstream;
 
 /// **route**: where `req` goes. For h2c (HTTP/2 other than CONNECT)
@@ -54,6 +57,23 @@ pub(crate) fn route<B>(
             local_port,
         )
     }
+}
+
+/// **authenticate**: a request routed to an origin the proxy signs for must
+/// come from a client allowed to have it signed; `client` is the address
+/// after PROXY protocol and `--trust-forwarded`.
+pub(crate) fn authenticate(
+    signer: Option<&Signer>,
+    route: &Result<Route, RouteError>,
+    client: SocketAddr,
+) -> Result<(), ProxyError> {
+    let (Some(signer), Ok(Route::Proxy { origin, .. })) = (signer, route) else {
+        return Ok(());
+    };
+    if signer.applies_to(origin) {
+        signer.check_client(client.ip())?;
+    }
+    Ok(())
 }
 
 /// **admit**: `--rate-limit` takes one request from the client's budget

@@ -37,7 +37,9 @@
 //! Nothing here logs a secret or a signature.
 
 mod chunked;
+mod clients;
 mod credentials;
+mod errors;
 mod service;
 
 use std::sync::Arc;
@@ -56,52 +58,18 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 
 pub use chunked::{ChunkSigner, Resigned};
+use clients::ClientGate;
+pub use clients::check_listener;
 pub use credentials::CredentialsCache;
+pub use errors::SignError;
 pub use service::Endpoint;
 
-use crate::body::{self, BoxError, ProxyBody};
+use crate::body::{self, ProxyBody};
 use crate::buffer_budget::{BufferBudget, Reservation};
 use crate::config::{AWS_PATTERNS, SignConfig};
 use crate::origin::Origin;
 use crate::pattern::HostPatterns;
 use crate::scope::CredentialScope;
-
-/// Why a request could not be re-signed.
-#[derive(Debug, thiserror::Error)]
-pub enum SignError {
-    /// A non-S3 body (or one signed chunk) is larger than `--sign-max-body`.
-    #[error("request body larger than --sign-max-body ({limit} bytes) cannot be re-signed")]
-    BodyTooLarge {
-        /// The limit in bytes.
-        limit: u64,
-    },
-    /// Holding the body to hash it would take the bytes buffered by all
-    /// requests past `--max-buffered-bytes`.
-    #[error("request bodies held for re-signing already use --max-buffered-bytes ({limit} bytes)")]
-    BufferFull {
-        /// The cap in bytes.
-        limit: u64,
-    },
-    /// No usable credentials in the proxy's chain.
-    #[error("no AWS credentials for re-signing")]
-    Credentials(#[source] BoxError),
-    /// Service or region could not be derived.
-    #[error("cannot tell the AWS service and region of {0:?}")]
-    UnknownService(String),
-    /// Reading the body to hash it failed.
-    #[error("reading the request body")]
-    Body(#[source] BoxError),
-    /// The signing library refused the request.
-    #[error("signing the request")]
-    Signing(#[source] BoxError),
-    /// The request uses a signing form the proxy cannot re-sign (a client
-    /// error: SigV4a streaming, an unknown `x-amz-content-sha256` kind).
-    #[error("cannot re-sign: {0}")]
-    Unsupported(String),
-    /// `--sign-hosts` holds a malformed pattern (a startup error).
-    #[error("--sign-hosts: {0}")]
-    BadHosts(String),
-}
 
 /// Re-signs requests with the proxy's own credentials.
 #[derive(Debug)]
@@ -111,6 +79,7 @@ pub struct Signer {
     max_body: u64,
     credentials: Option<CredentialsCache>,
     budget: Option<Arc<BufferBudget>>,
+    clients: ClientGate,
 }
 
 impl Signer {
@@ -125,6 +94,7 @@ impl Signer {
                 max_body: config.max_body,
                 credentials: None,
                 budget: None,
+                clients: ClientGate::default(),
             });
         }
         let signer = Self::with_cache(config, CredentialsCache::default_chain().await)?;
@@ -157,6 +127,7 @@ impl Signer {
             max_body: config.max_body,
             credentials: Some(cache),
             budget: None,
+            clients: ClientGate::new(config),
         })
     }
 
@@ -171,6 +142,13 @@ impl Signer {
     /// True when requests to `origin` are to be re-signed.
     pub fn applies_to(&self, origin: &Origin) -> bool {
         self.enabled && self.hosts.matches(&origin.host)
+    }
+
+    /// Refuses a client whose requests must not be signed
+    /// (`--sign-allow-clients`); `client` is its address after PROXY
+    /// protocol and `--trust-forwarded`.
+    pub fn check_client(&self, client: std::net::IpAddr) -> Result<(), SignError> {
+        self.clients.check_addr(client)
     }
 
     /// Replaces the client's signature with the proxy's. `req` already has its

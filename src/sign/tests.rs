@@ -12,6 +12,7 @@ use http::Request;
 use http_body_util::BodyExt;
 
 use super::*;
+use crate::body::BoxError;
 use crate::origin::Scheme;
 
 const SUITE_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -30,6 +31,7 @@ fn config(max_body: u64, hosts: &[&str]) -> SignConfig {
         enabled: true,
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         max_body,
+        allow_clients: Vec::new(),
     }
 }
 
@@ -444,6 +446,7 @@ async fn applies_to_follows_sign_hosts() {
         enabled: false,
         hosts: Vec::new(),
         max_body: 1,
+        allow_clients: Vec::new(),
     })
     .await
     .unwrap();

@@ -34,3 +34,4 @@ mod pool_basic;
 mod readme;
 mod routing;
 mod shutdown;
+mod sign_trust;

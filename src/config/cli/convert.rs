@@ -83,6 +83,7 @@ impl Args {
         c.sign.enabled = self.sign;
         c.sign.hosts = self.sign_hosts;
         c.sign.max_body = self.sign_max_body;
+        c.sign.allow_clients = self.sign_allow_clients;
         crate::pattern::HostPatterns::parse(&c.sign.hosts)
             .map_err(|e| invalid(format!("--sign-hosts: {e}")))?;
 

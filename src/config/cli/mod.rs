@@ -95,7 +95,7 @@ pub struct Args {
     /// Extra trusted CA certificates (PEM) for upstream TLS.
     #[arg(long, env = "CCNPROXY_CA_FILE")]
     pub ca_file: Option<PathBuf>,
-    /// Target names that may be reached (repeatable; `*` = any). Default: the AWS domains.
+    /// Target names that may be reached (repeatable; `*` = any; an address or CIDR allows IP-literal hosts). Default: the AWS domains.
     #[arg(
         long = "allow-host",
         env = "CCNPROXY_ALLOW_HOST",
@@ -105,7 +105,7 @@ pub struct Args {
     /// Target names refused even when allowed (repeatable).
     #[arg(long = "deny-host", env = "CCNPROXY_DENY_HOST", value_delimiter = ',')]
     pub deny_host: Vec<String>,
-    /// Non-public address ranges that may be reached anyway (repeatable), e.g. 127.0.0.0/8.
+    /// Non-public address ranges origins may resolve to anyway (repeatable), e.g. 127.0.0.0/8; IP-literal hosts also need --allow-host.
     #[arg(
         long = "allow-cidr",
         env = "CCNPROXY_ALLOW_CIDR",
@@ -162,6 +162,13 @@ pub struct Args {
     /// Largest non-S3 body hashed for re-signing (bytes); larger gets 413.
     #[arg(long, env = "CCNPROXY_SIGN_MAX_BODY", default_value_t = 10 << 20)]
     pub sign_max_body: u64,
+    /// Sign only for clients in these ranges (CIDR, repeatable; the address after --trust-proxy/--trust-forwarded); --sign on a listener that is not loopback needs it.
+    #[arg(
+        long = "sign-allow-clients",
+        env = "CCNPROXY_SIGN_ALLOW_CLIENTS",
+        value_delimiter = ','
+    )]
+    pub sign_allow_clients: Vec<ipnet::IpNet>,
     /// Serve /metrics, /healthz and /.api/* on this address too.
     #[arg(long, env = "CCNPROXY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
