@@ -68,6 +68,9 @@ pub enum ProxyError {
     /// The proxy is shutting down.
     #[error("proxy is shutting down")]
     ShuttingDown,
+    /// The client sent none of its request body for `--body-timeout`.
+    #[error("no request body bytes for {0:?}")]
+    BodyTimeout(Duration),
 }
 
 impl ProxyError {
@@ -94,6 +97,7 @@ impl ProxyError {
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::UriTooLong(_) => StatusCode::URI_TOO_LONG,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -145,6 +149,7 @@ impl ProxyError {
             ProxyError::ShuttingDown => {
                 "ccnproxy is shutting down; retry (another instance will answer)".to_owned()
             }
+            ProxyError::BodyTimeout(limit) => reason::body_timeout(*limit),
         };
         text.replace(['\r', '\n'], " ")
     }

@@ -54,6 +54,9 @@ pub struct ListenerConfig {
     /// connection starts waiting for one (slow headers and idle keep-alive
     /// connections are cut after it).
     pub read_timeout: Duration,
+    /// Longest wait between reads of a client's request body
+    /// (`--body-timeout`).
+    pub body_timeout: Duration,
     /// Time allowed for writing a response to the client.
     pub write_timeout: Duration,
     /// Concurrent client connections at most; beyond it new ones get 503.
@@ -406,6 +409,7 @@ impl Default for Config {
             listener: ListenerConfig {
                 addr: SocketAddr::from(([0, 0, 0, 0], 3000)),
                 read_timeout: Duration::from_secs(30),
+                body_timeout: Duration::from_secs(60),
                 write_timeout: Duration::from_secs(90),
                 max_client_conns: 50_000,
                 metrics_listen: None,

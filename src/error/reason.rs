@@ -327,6 +327,14 @@ pub fn malformed(status: u16, cause: &(dyn std::error::Error + 'static)) -> Stri
     format!("{what}; refused with {status}: {}", plain_chain(cause))
 }
 
+/// Why a request whose client stalled mid-body got 408.
+pub fn body_timeout(limit: Duration) -> String {
+    format!(
+        "the client sent no request body bytes for {} (--body-timeout); the request was cut",
+        human(limit)
+    )
+}
+
 /// The access log's `error` for a connection over `--max-client-conns`.
 pub const TOO_MANY_CONNECTIONS: &str =
     "too many client connections (over --max-client-conns); the connection was refused";

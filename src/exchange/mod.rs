@@ -9,7 +9,7 @@ mod body;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
@@ -20,7 +20,7 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-pub use self::body::{ContinueGate, Counted, GateOpener};
+pub use self::body::{BodyFault, BodyTimedOut, ContinueGate, Counted, GateOpener};
 use crate::accesslog::{AccessLog, Record};
 use crate::body::{BoxError, ProxyBody};
 use crate::error::{ProxyError, error_response};
@@ -88,8 +88,11 @@ pub struct Exchange {
     started: Instant,
     /// Request body bytes read so far.
     pub received: Arc<AtomicU64>,
-    /// Reading the client's body failed (it went away mid-upload).
-    client_body_failed: Arc<AtomicBool>,
+    /// Reading the client's body failed (it went away mid-upload) or was
+    /// cut (it stalled past `body_timeout`).
+    client_body: Arc<BodyFault>,
+    /// `--body-timeout` for the client's body (`None`: no limit).
+    body_timeout: Option<Duration>,
     upstream_started: Option<Instant>,
     /// What keeps the request's origin in use (not evicted, its metric
     /// series kept) until the request is accounted for: released after the
@@ -155,7 +158,8 @@ impl Exchange {
             request_id,
             started: Instant::now(),
             received: Arc::new(AtomicU64::new(0)),
-            client_body_failed: Arc::new(AtomicBool::new(false)),
+            client_body: Arc::new(BodyFault::default()),
+            body_timeout: None,
             upstream_started: None,
             in_use: None,
             done: false,
@@ -184,7 +188,9 @@ impl Exchange {
     /// one-line reason. What failed after the client broke off its upload is
     /// the client's doing (499), whatever the origin said.
     pub fn respond_error(mut self, err: ProxyError) -> Response<ProxyBody> {
-        let err = if self.client_body_failed.load(Ordering::Relaxed) {
+        let err = if self.client_body.timed_out() {
+            ProxyError::BodyTimeout(self.body_timeout.unwrap_or_default())
+        } else if self.client_body.failed() {
             ProxyError::ClientGone(Box::new(err))
         } else {
             err
@@ -197,9 +203,20 @@ impl Exchange {
     }
 
     /// The client's request body, counted into this exchange (bytes read,
-    /// and whether reading it failed).
+    /// and whether reading it failed or stalled past the body timeout).
     pub fn count_body<B>(&self, body: B) -> Counted<B> {
-        Counted::new(body, self.received.clone(), self.client_body_failed.clone())
+        Counted::new(
+            body,
+            self.received.clone(),
+            self.client_body.clone(),
+            self.body_timeout,
+        )
+    }
+
+    /// Sets the longest wait between reads of the client's body
+    /// (`--body-timeout`); before `count_body`.
+    pub fn set_body_timeout(&mut self, limit: Duration) {
+        self.body_timeout = Some(limit);
     }
 
     /// The origin answered: its timing, and when the upstream exchange began

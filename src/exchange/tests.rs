@@ -114,7 +114,7 @@ async fn a_response_dropped_midway_is_499() {
 async fn errors_after_a_failed_upload_are_the_clients() {
     let (log, metrics) = kit();
     let ex = exchange(&log, &metrics);
-    ex.client_body_failed.store(true, Ordering::Relaxed);
+    ex.client_body.set_failed();
     let resp = ex.respond_error(ProxyError::HeadersTooLarge);
     assert_eq!(resp.status().as_u16(), 499);
     assert!(resp.headers().contains_key(&CHOCON_ID));

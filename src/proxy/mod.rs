@@ -76,6 +76,7 @@ pub struct Handler {
     admin: Admin,
     limiter: Option<RateLimiter>,
     max_uri_bytes: usize,
+    body_timeout: std::time::Duration,
     tunnels: Tunnels,
     trust_forwarded: Vec<ipnet::IpNet>,
 }
@@ -111,6 +112,7 @@ impl Handler {
             admin,
             limiter: RateLimiter::from_config(&config.limits).map(|l| l.with_shared(shared_limit)),
             max_uri_bytes: config.limits.max_uri_bytes,
+            body_timeout: config.listener.body_timeout,
             tunnels,
             trust_forwarded: config.identity.trust_forwarded.clone(),
         })
@@ -128,6 +130,7 @@ impl Handler {
         let hold = info.hold.clone();
         let info = ConnInfo { peer, via, ..info };
         let mut ex = Exchange::start(&self.log, &self.metrics, info, &req);
+        ex.set_body_timeout(self.body_timeout);
         let route = phase::route(&self.router, local_port, &req);
         if let Err(err) = phase::authenticate(self.signer.as_deref(), &route, peer) {
             return ex.respond_error(err);

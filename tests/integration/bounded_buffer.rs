@@ -20,11 +20,11 @@ use crate::support::client::{self, Client};
 use crate::support::{Dns, Origin, TIMEOUT};
 
 /// A non-S3 endpoint: its bodies are hashed (buffered) for re-signing.
-const NAME: &str = "sqs.us-east-1.amazonaws.com";
+pub(crate) const NAME: &str = "sqs.us-east-1.amazonaws.com";
 /// Each upload's body.
 const BODY: usize = 300 << 10;
 
-const AWS_ENV: [(&str, &str); 6] = [
+pub(crate) const AWS_ENV: [(&str, &str); 6] = [
     ("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE"),
     (
         "AWS_SECRET_ACCESS_KEY",

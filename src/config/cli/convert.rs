@@ -17,6 +17,7 @@ impl Args {
         c.listener.addr = SocketAddr::new(self.listen, self.port);
         c.listener.read_timeout = self.read_timeout;
         c.listener.write_timeout = self.write_timeout;
+        c.listener.body_timeout = self.body_timeout;
         c.listener.max_client_conns = self.max_client_conns.max(1);
         c.listener.metrics_listen = self.metrics_listen;
 

@@ -80,6 +80,10 @@ pub struct Args {
     /// waiting for one: cuts slow headers and idle keep-alive connections.
     #[arg(long, env = "CCNPROXY_READ_TIMEOUT", default_value = "30", value_parser = parse_duration)]
     pub read_timeout: Duration,
+    /// Longest wait between reads of a client's request body; then 408 (or
+    /// the connection closed, if the response has begun).
+    #[arg(long, env = "CCNPROXY_BODY_TIMEOUT", default_value = "60", value_parser = parse_duration)]
+    pub body_timeout: Duration,
     /// Time to write a response to the client.
     #[arg(long, env = "CCNPROXY_WRITE_TIMEOUT", default_value = "90", value_parser = parse_duration)]
     pub write_timeout: Duration,
