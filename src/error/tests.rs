@@ -271,6 +271,11 @@ fn every_reason_is_one_plain_sentence() {
             503,
             "ccnproxy is shutting down; retry (another instance will answer)",
         ),
+        (
+            ProxyError::BodyTimeout(Duration::from_secs(60)),
+            408,
+            "the client sent no request body bytes for 1m (--body-timeout); the request was cut",
+        ),
     ];
     let mut wrong = Vec::new();
     for (err, status, text) in &cases {

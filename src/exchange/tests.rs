@@ -139,6 +139,49 @@ async fn the_request_body_is_counted() {
     assert_eq!(ex.received.load(Ordering::Relaxed), 5);
 }
 
+/// A client body that sends "a", waits `pause`, sends "b", then stalls.
+fn trickle(pause: Duration) -> body::ProxyBody {
+    let frames = futures_util::stream::unfold(0u8, move |step| async move {
+        match step {
+            0 => Some((Ok(http_body::Frame::data(Bytes::from_static(b"a"))), 1)),
+            1 => {
+                tokio::time::sleep(pause).await;
+                Some((Ok(http_body::Frame::data(Bytes::from_static(b"b"))), 2))
+            }
+            _ => std::future::pending().await,
+        }
+    });
+    http_body_util::StreamBody::new(frames).boxed_unsync()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_silent_past_the_limit_fails_and_its_exchange_answers_408() {
+    let (log, metrics) = kit();
+    let mut ex = exchange(&log, &metrics);
+    ex.set_body_timeout(Duration::from_secs(10));
+    // A pause shorter than the limit is fine; the clock restarts per read.
+    let mut counted = ex.count_body(trickle(Duration::from_secs(9)));
+    let started = tokio::time::Instant::now();
+    let mut read = Vec::new();
+    let err = loop {
+        match counted.frame().await {
+            Some(Ok(frame)) => read.extend_from_slice(&frame.into_data().expect("data")),
+            Some(Err(err)) => break err,
+            None => panic!("the stalled body ended"),
+        }
+    };
+    assert_eq!(read, b"ab");
+    assert_eq!(started.elapsed(), Duration::from_secs(19));
+    assert!(err.to_string().contains("--body-timeout"), "{err}");
+    let resp = ex.respond_error(ProxyError::ShuttingDown);
+    assert_eq!(resp.status(), StatusCode::REQUEST_TIMEOUT);
+    let text = resp.into_body().collect().await.expect("body").to_bytes();
+    assert!(
+        String::from_utf8_lossy(&text).contains("--body-timeout"),
+        "{text:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_continue_gate_opens_on_the_signal_or_after_its_wait() {
     let (gate, opener) =
