@@ -114,6 +114,7 @@ fn record() -> Record {
             header: Duration::from_micros(30_125),
             total: Duration::from_micros(40_900),
             retries: 0,
+            retry_rule: None,
             connect_attempts: 0,
         }),
         scope: Some(CredentialScope {

@@ -119,6 +119,7 @@ fn timing() -> impl Strategy<Value = Timing> {
             header: d[4],
             total: d[5],
             retries,
+            retry_rule: None,
             connect_attempts,
         })
 }

@@ -94,6 +94,7 @@ pub(super) enum Field {
     UpstreamProtocol,
     Step(Step),
     Retries,
+    RetryRule,
     ConnectAttempts,
     RequestId,
     Origin,
@@ -161,6 +162,9 @@ impl Field {
             Self::UpstreamProtocol => up.map_or(Value::Missing, |t| plain(t.protocol.as_str())),
             Self::Step(step) => up.map_or(Value::Missing, |t| Value::Millis(step.of(t))),
             Self::Retries => up.map_or(Value::Missing, |t| Value::Uint(t.retries.into())),
+            Self::RetryRule => up
+                .and_then(|t| t.retry_rule)
+                .map_or(Value::Missing, |rule| plain(rule.name())),
             Self::ConnectAttempts => {
                 up.map_or(Value::Missing, |t| Value::Uint(t.connect_attempts.into()))
             }

@@ -268,6 +268,7 @@ fn x_field(name: &str) -> Option<Field> {
         "header_ms" => Field::Step(Step::Header),
         "upstream_ms" => Field::Step(Step::Total),
         "retries" => Field::Retries,
+        "retry_rule" => Field::RetryRule,
         "connect_attempts" => Field::ConnectAttempts,
         "request_id" => Field::RequestId,
         "origin" => Field::Origin,

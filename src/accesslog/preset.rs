@@ -129,6 +129,7 @@ fn json() -> Vec<Part> {
         ("header_ms", Field::Step(Step::Header), j),
         ("upstream_ms", Field::Step(Step::Total), j),
         ("retries", Field::Retries, j),
+        ("retry_rule", Field::RetryRule, j),
         ("connect_attempts", Field::ConnectAttempts, j),
         ("aws_request_id", aws_request_id(), j),
         ("access_key", Field::AccessKey, j),
@@ -269,7 +270,7 @@ mod tests {
         assert_eq!(line("chocon", &bare), want);
     }
 
-    const JSON_KEYS: [&str; 32] = [
+    const JSON_KEYS: [&str; 33] = [
         "time",
         "client",
         "method",
@@ -292,6 +293,7 @@ mod tests {
         "header_ms",
         "upstream_ms",
         "retries",
+        "retry_rule",
         "connect_attempts",
         "aws_request_id",
         "access_key",
@@ -313,7 +315,7 @@ mod tests {
             r#""duration_ms":12.345,"request_id":"cid-1","origin":"https://s3.amazonaws.com:443","#,
             r#""upstream_addr":"52.216.1.2:443","reused":false,"protocol":"h1","dns_ms":1.500,"connect_ms":2.250,"#,
             r#""tls_ms":10.000,"queue_ms":0.000,"header_ms":30.125,"upstream_ms":40.500,"retries":1,"#,
-            r#""connect_attempts":2,"#,
+            r#""retry_rule":"idempotent-replay","connect_attempts":2,"#,
             r#""aws_request_id":"REQ123","access_key":"AKIDEXAMPLE","service":"s3","region":"us-east-1","#,
             r#""user_agent":"aws-cli/2 \"q\" back\\slash\ttab é \ufffd","referer":null,"error":null,"#,
             r#""balancer":null,"vpce":null}"#,

@@ -52,6 +52,7 @@ pub(crate) fn sample_record() -> Record {
             header: Duration::from_micros(30_125),
             total: Duration::from_micros(40_500),
             retries: 1,
+            retry_rule: Some(crate::upstream::pool::retry::Rule::IdempotentReplay),
             connect_attempts: 2,
         }),
         scope: Some(crate::scope::CredentialScope {

@@ -18,6 +18,7 @@ use crate::policy::PolicyError;
 use crate::route::RouteError;
 use crate::sign::SignError;
 use crate::upstream::dns::DnsError;
+use crate::upstream::pool::retry::Rule;
 use crate::upstream::{ConnectError, UpstreamError};
 
 /// The sentence for a `route` failure.
@@ -86,13 +87,33 @@ pub fn upstream(e: &UpstreamError) -> String {
         UpstreamError::Request(e) => {
             format!("the request to the origin failed: {}", hyper_plain(e))
         }
-        UpstreamError::GoingAway(e) => format!(
-            "the origin closed its HTTP/2 connection (GOAWAY) as the request was sent, \
-             which may have been processed, so it was not sent again: {}",
-            hyper_plain(e)
-        ),
+        UpstreamError::NotSentAgain { rule, source } => not_sent_again(*rule, source),
         UpstreamError::TooManyOrigins(_) => e.to_string(),
     }
+}
+
+/// A broken exchange that was not retried: what broke, and the retry rule
+/// (docs/pool.md) that kept the request from being sent again.
+fn not_sent_again(rule: Rule, e: &hyper::Error) -> String {
+    let why = match rule {
+        Rule::NotIdempotent => "its method is not idempotent and the origin may have processed it",
+        Rule::BodyNotReplayable => "its body was streamed, not kept, so it cannot be sent again",
+        Rule::FreshConnection => "it broke on a connection opened for it, the origin's own failure",
+        Rule::MaybeProcessed => {
+            "the origin closed its HTTP/2 connection (GOAWAY) as the request was sent, \
+             and it may have been processed"
+        }
+        Rule::OutOfRetries => "it was already sent again as often as allowed",
+        Rule::Unsent | Rule::RefusedStream | Rule::AboveGoAway | Rule::IdempotentReplay => {
+            "it could not be rebuilt"
+        }
+    };
+    format!(
+        "the request to the origin failed ({}) and was not sent again: {why} \
+         (retry rule {})",
+        hyper_plain(e),
+        rule.name()
+    )
 }
 
 /// A failed lookup as one plain line: which name, what the DNS said.

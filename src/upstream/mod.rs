@@ -61,11 +61,16 @@ pub enum UpstreamError {
     /// The exchange failed on the connection.
     #[error("upstream request failed")]
     Request(#[source] hyper::Error),
-    /// An HTTP/2 connection went away (GOAWAY) as the request was handed to
-    /// it, and hyper cannot say whether the request left: it may have been
-    /// processed, so it is not sent again.
-    #[error("upstream connection went away as the request was sent")]
-    GoingAway(#[source] hyper::Error),
+    /// The exchange broke and the request was not sent again: `rule` says
+    /// why (it may have been processed, or could not be replayed).
+    #[error("upstream request failed and was not sent again ({})", rule.name())]
+    NotSentAgain {
+        /// The retry rule that applied.
+        rule: pool::retry::Rule,
+        /// What broke.
+        #[source]
+        source: hyper::Error,
+    },
     /// `--max-origins` origins have state and every one is in use.
     #[error("{0} origins in use, none idle to make room for another (--max-origins); retry later")]
     TooManyOrigins(usize),

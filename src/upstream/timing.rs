@@ -49,6 +49,8 @@ pub struct Timing {
     pub total: Duration,
     /// How many times the request was retried on a fresh connection.
     pub retries: u32,
+    /// The retry rule that allowed the last retry (`retry.rs`).
+    pub retry_rule: Option<super::pool::retry::Rule>,
     /// Connect attempts the request made (0 when it reused a connection;
     /// more than 1 when an address failed or was slow and another was tried).
     pub connect_attempts: u32,

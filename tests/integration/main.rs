@@ -32,6 +32,7 @@ mod operator;
 mod pool;
 mod pool_basic;
 mod readme;
+mod retry_rules;
 mod routing;
 mod shutdown;
 mod sign_trust;

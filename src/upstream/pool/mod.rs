@@ -24,7 +24,8 @@
 //! with `now` passed in; property-tested in `state_tests.rs`), `lease.rs` the
 //! handles and leases it deals in; this file is the async layer around it
 //! (checkout, waiting, connect, send and retry); `dns_answer.rs` keeps the DNS
-//! answer fresh; `request_form.rs` shapes requests for h1/h2; `body.rs` holds the
+//! answer fresh; `request_form.rs` shapes requests for h1/h2; `retry.rs`
+//! decides whether a failed request may be sent again; `body.rs` holds the
 //! body wrappers.
 
 mod body;
@@ -33,6 +34,7 @@ mod lease;
 mod race;
 mod replay;
 mod request_form;
+pub mod retry;
 pub mod state;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -188,15 +190,14 @@ impl Pool {
         }
     }
 
-    /// Sends `req`. Retries, at most [`MAX_RETRIES`] times, a request the
-    /// origin cannot have processed: one that never left (hyper hands it
-    /// back), one an HTTP/2 origin refused (`REFUSED_STREAM`, or GOAWAY
-    /// above its last stream id: the connection's reader holds a GOAWAY
-    /// back until hyper has taken up every request handed to it, so hyper
-    /// never gives the connection's GOAWAY to a stream it has just opened;
-    /// see `Gate`); and, on HTTP/1.1 only and once on
-    /// a fresh connection, a bodyless request whose reused connection broke
-    /// before any response byte (docs/pool.md).
+    /// Sends `req`. Retries, at most [`MAX_RETRIES`] times, what
+    /// `retry::decide` allows: a request the origin cannot have processed
+    /// (never left; refused by an HTTP/2 origin with `REFUSED_STREAM` or a
+    /// GOAWAY above its stream: the connection's reader holds a GOAWAY back
+    /// until hyper has taken up every request handed to it, so hyper never
+    /// gives the connection's GOAWAY to a stream it has just opened; see
+    /// `Gate`), and an idempotent request with a replayable body whose
+    /// reused connection broke before any response byte (docs/pool.md).
     pub async fn send(
         self: &Arc<Self>,
         req: Request<ProxyBody>,
@@ -222,7 +223,8 @@ impl Pool {
             // processed it.
             let may_retry = timing.retries < MAX_RETRIES;
             let bodyless = req.body().is_end_stream();
-            let head = (may_retry && (bodyless || replay.is_some())).then(|| clone_head(&req));
+            let head = (bodyless || replay.is_some()).then(|| clone_head(&req));
+            let method = req.method().clone();
             let (body_done_tx, body_done_rx) = tokio::sync::oneshot::channel();
             let req_for_send = req.map(|b| {
                 let body = DoneSignal::wrap(b, body_done_tx);
@@ -265,33 +267,37 @@ impl Pool {
                 Lease::H1(_) => false,
             };
             held.finish(false);
-            let refused = match refusal {
-                Some(Refusal::GoAway) => !forced,
-                Some(Refusal::RefusedStream) => true,
-                None => false,
+            let failure = retry::Failure {
+                unsent: unsent.is_some(),
+                refused: refusal.filter(|r| *r != Refusal::GoAway || !forced),
+                goaway_unproven: refusal == Some(Refusal::GoAway) && forced,
+                broke: is_retryable(err.error()),
+                reused: reused && !fresh,
+                method: &method,
+                replayable: head.is_some(),
+                retries_left: may_retry,
             };
-            // HTTP/1.1 only: an HTTP/2 stream that broke may have been
-            // processed, and its connection's GOAWAY says which were not.
-            let broke = !is_h2 && reused && !fresh && is_retryable(err.error());
-            let again = match unsent {
-                Some(req) => Some(req),
-                None if refused => head.map(|h| rebuild(h, replay.as_ref())),
-                None if broke && bodyless => head.map(|h| rebuild(h, None)),
-                None => None,
+            let Some(rule) = retry::decide(&failure) else {
+                return Err(UpstreamError::Request(err.into_error()));
             };
-            match again {
-                Some(again) if may_retry => {
-                    tracing::debug!(origin = %self.origin, ?refusal, unsent = again.body().is_end_stream(), error = err.error() as &dyn std::error::Error, "retrying a request the origin did not process");
-                    self.counters.retries.fetch_add(1, Ordering::Relaxed);
-                    timing.retries += 1;
-                    fresh = true;
-                    req = again;
-                }
-                _ if refusal == Some(Refusal::GoAway) && !refused => {
-                    return Err(UpstreamError::GoingAway(err.into_error()));
-                }
-                _ => return Err(UpstreamError::Request(err.into_error())),
-            }
+            let again = match (rule.allows_retry(), unsent) {
+                (false, _) => None,
+                (true, Some(req)) => Some(req),
+                (true, None) => head.map(|h| rebuild(h, replay.as_ref())),
+            };
+            let Some(again) = again else {
+                tracing::debug!(origin = %self.origin, rule = rule.name(), error = err.error() as &dyn std::error::Error, "not sending a failed request again");
+                return Err(UpstreamError::NotSentAgain {
+                    rule,
+                    source: err.into_error(),
+                });
+            };
+            tracing::debug!(origin = %self.origin, rule = rule.name(), error = err.error() as &dyn std::error::Error, "retrying a request the origin did not process");
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            timing.retries += 1;
+            timing.retry_rule = Some(rule);
+            fresh = true;
+            req = again;
         }
     }
 
