@@ -319,6 +319,7 @@ mod tests {
             origin: None,
             upstream: None,
             scope: None,
+            verified: None,
             error: None,
         };
         metrics.observe(&record);

@@ -57,6 +57,28 @@ impl CredentialScope {
     }
 }
 
+/// Longest access key id taken from a pre-signed URL.
+pub const MAX_KEY_ID_BYTES: usize = 128;
+
+/// The access key id of a pre-signed URL's
+/// `X-Amz-Credential=AKID%2F20240101%2Fus-east-1%2Fs3%2Faws4_request`.
+pub fn presigned_access_key(query: &str) -> Option<&str> {
+    let value = query
+        .split('&')
+        .find_map(|pair| pair.strip_prefix("X-Amz-Credential="))?;
+    let end = value
+        .find('/')
+        .into_iter()
+        .chain(value.find("%2F"))
+        .chain(value.find("%2f"))
+        .min()?;
+    let key = &value[..end];
+    let valid = !key.is_empty()
+        && key.len() <= MAX_KEY_ID_BYTES
+        && key.bytes().all(|b| b.is_ascii_alphanumeric());
+    valid.then_some(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -196,6 +196,7 @@ prop_compose! {
                 region,
                 service,
             }),
+            verified: None,
             error,
         }
     }

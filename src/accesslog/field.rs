@@ -11,6 +11,7 @@ use super::Record;
 use super::render::{Enc, Text, Value, headers, non_empty, plain, text, version};
 use super::time::TimeSpec;
 use super::zone::Zone;
+use crate::identity::account::{ACCOUNT_DIGITS, account_of};
 use crate::upstream::Timing;
 
 /// One piece of a line.
@@ -99,6 +100,9 @@ pub(super) enum Field {
     RequestId,
     Origin,
     AccessKey,
+    /// `%{account}x`: the AWS account of the verified client's key id, else
+    /// of the key id the request claims.
+    Account([u8; ACCOUNT_DIGITS]),
     Service,
     Region,
     Error,
@@ -171,6 +175,16 @@ impl Field {
             Self::RequestId => non_empty(&r.request_id),
             Self::Origin => r.origin.as_deref().map_or(Value::Missing, text),
             Self::AccessKey => scope.map_or(Value::Missing, |s| text(&s.access_key)),
+            Self::Account(digits) => {
+                let key = r.verified.as_ref().map(|v| v.access_key_id.as_str());
+                match key.or_else(|| r.claimed_access_key()).and_then(account_of) {
+                    Some(found) => {
+                        *digits = found;
+                        Value::Text(Text::Plain(&digits[..]))
+                    }
+                    None => Value::Missing,
+                }
+            }
             Self::Service => scope.map_or(Value::Missing, |s| text(&s.service)),
             Self::Region => scope.map_or(Value::Missing, |s| text(&s.region)),
             Self::Error => r.error.as_deref().map_or(Value::Missing, text),

@@ -306,6 +306,7 @@ mod tests {
             origin: None,
             upstream: None,
             scope: None,
+            verified: None,
             request_headers: HeaderMap::new(),
             response_headers: HeaderMap::new(),
             ..sample_record()

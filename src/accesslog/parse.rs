@@ -3,6 +3,8 @@
 
 use http::header::HeaderName;
 
+use crate::identity::account::ACCOUNT_DIGITS;
+
 use super::field::{Field, Part, Side, StatusFilter, Step, aws_request_id};
 use super::render::Enc;
 use super::time::{TimeKind, TimeSpec};
@@ -275,6 +277,7 @@ fn x_field(name: &str) -> Option<Field> {
         "aws_request_id" => aws_request_id(),
         "aws_id2" => Field::Header(Side::Response, HeaderName::from_static("x-amz-id-2")),
         "access_key" => Field::AccessKey,
+        "account" => Field::Account([0; ACCOUNT_DIGITS]),
         "service" => Field::Service,
         "region" => Field::Region,
         "error" => Field::Error,

@@ -171,6 +171,7 @@ mod tests {
             origin: None,
             upstream: None,
             scope: None,
+            verified: None,
             request_id: String::new(),
             request_headers: HeaderMap::new(),
             response_headers: HeaderMap::new(),

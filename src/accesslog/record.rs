@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use http::{HeaderMap, Method, Uri, Version};
 
+use crate::identity::verified::VerifiedClient;
 use crate::scope::CredentialScope;
 use crate::upstream::Timing;
 
@@ -52,7 +53,22 @@ pub struct Record {
     pub upstream: Option<Timing>,
     /// The client's SigV4 credential scope, if it sent one.
     pub scope: Option<CredentialScope>,
+    /// The client as the proxy verified it (`--sign-client-credentials`);
+    /// `scope` is only what the request claims.
+    pub verified: Option<VerifiedClient>,
     /// One-line reason when the proxy produced the response itself or the
     /// exchange failed.
     pub error: Option<String>,
+}
+
+impl Record {
+    /// The access key id the request claims: its `Authorization` header's,
+    /// else its pre-signed URL's. Nobody has checked it (unless `verified`
+    /// says the same): for the access log, never for budgets.
+    pub fn claimed_access_key(&self) -> Option<&str> {
+        match &self.scope {
+            Some(scope) => Some(scope.access_key.as_str()),
+            None => self.uri.query().and_then(crate::scope::presigned_access_key),
+        }
+    }
 }

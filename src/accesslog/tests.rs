@@ -61,6 +61,7 @@ pub(crate) fn sample_record() -> Record {
             region: "us-east-1".to_owned(),
             service: "s3".to_owned(),
         }),
+        verified: None,
         error: None,
     }
 }

@@ -297,11 +297,15 @@ pub struct SignConfig {
     pub allow_clients: Vec<IpNet>,
 }
 
-/// How a client is named in per-client accounting.
+/// How a client is named in per-client accounting and `--rate-limit`
+/// budgets. A key id the proxy has not verified is a claim: no mode uses it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientKey {
-    /// SigV4 access key id, else the client address.
+    /// The verified client (name, else access key id), else the client address.
     Auto,
+    /// The AWS account of the verified client's access key id, else the
+    /// client address.
+    Account,
     /// The value of this request header, else the client address.
     Header(http::HeaderName),
     /// The AWS VPC endpoint id of a PROXY v2 header, else the client address.

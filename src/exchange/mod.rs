@@ -153,6 +153,7 @@ impl Exchange {
                 origin: None,
                 upstream: None,
                 scope,
+                verified: None,
                 error: None,
             },
             request_id,
@@ -372,6 +373,7 @@ pub(crate) fn empty_record() -> Record {
         origin: None,
         upstream: None,
         scope: None,
+        verified: None,
         error: None,
     }
 }

@@ -6,6 +6,7 @@
 //!   past it.
 //! - `forwarded`: `X-Forwarded-For` from `--trust-forwarded` peers.
 //! - `verified`: an identity the proxy checked (`VerifiedClient`).
+//! - `account`: the AWS account an access key id carries.
 //!
 //! The result is the client address of `ConnInfo` and of the access-log
 //! record (`%h`, client keys, rate limits); the balancer's own address is
@@ -15,6 +16,7 @@
 pub mod forwarded;
 mod prefixed;
 pub mod proxy_protocol;
+pub mod account;
 pub mod verified;
 
 use std::net::SocketAddr;

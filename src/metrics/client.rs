@@ -1,19 +1,31 @@
 //! Who a request is from, for per-client metrics and `--rate-limit`: one
 //! function, so the budget and the accounting always agree. Pure.
+//!
+//! Only what the proxy checked or the operator vouched for names a client:
+//! a client the signer verified (`--sign-client-credentials`), a PROXY v2
+//! header from a `--trust-proxy` balancer, or a header the operator named.
+//! The access key id in an `Authorization` header or a pre-signed URL is a
+//! claim nobody has checked yet (AWS checks it later, after the budget was
+//! charged), so it never picks a budget: a client rotating made-up key ids
+//! stays on its address's budget, and one that names another client's key
+//! id spends its own.
 
 use std::borrow::Cow;
 use std::net::IpAddr;
 
 use crate::accesslog::Record;
 use crate::config::ClientKey;
+use crate::identity::account::account_of;
 
 /// Longest client key kept; a longer header value falls back to the address.
 pub const MAX_KEY_BYTES: usize = 128;
 
 /// The client key of `record`.
 ///
-/// `Auto`: the SigV4 access key id (from `Authorization`, else from a
-/// pre-signed URL's `X-Amz-Credential`), else the client IP address.
+/// `Auto`: the verified client's name (else its access key id), else the
+/// client IP address.
+/// `Account`: the AWS account of the verified client's access key id (its
+/// name when the key id carries no account), else the client IP address.
 /// `Header(name)`: that request header's first value (visible ASCII, at most
 /// `MAX_KEY_BYTES`), else the client IP address. The header must be among the
 /// record's `request_headers` (see `Metrics::request_headers`).
@@ -21,14 +33,16 @@ pub const MAX_KEY_BYTES: usize = 128;
 /// client IP address.
 pub fn client_key<'a>(source: &ClientKey, record: &'a Record) -> Cow<'a, str> {
     let named = match source {
-        ClientKey::Auto => match &record.scope {
-            Some(scope) => Some(Cow::Borrowed(scope.access_key.as_str())),
-            None => record
-                .uri
-                .query()
-                .and_then(presigned_access_key)
-                .map(Cow::Borrowed),
-        },
+        ClientKey::Auto => record
+            .verified
+            .as_ref()
+            .map(|v| Cow::Borrowed(v.name.as_deref().unwrap_or(&v.access_key_id))),
+        ClientKey::Account => record.verified.as_ref().map(|v| {
+            account_of(&v.access_key_id).map_or_else(
+                || Cow::Borrowed(v.name.as_deref().unwrap_or(&v.access_key_id)),
+                |digits| Cow::Owned(digits.iter().map(|&d| char::from(d)).collect()),
+            )
+        }),
         ClientKey::Header(name) => record
             .request_headers
             .get(name)
@@ -43,25 +57,6 @@ pub fn client_key<'a>(source: &ClientKey, record: &'a Record) -> Cow<'a, str> {
             .map(|v| Cow::Borrowed(v.as_str())),
     };
     named.unwrap_or_else(|| Cow::Owned(address_key(record.client.ip())))
-}
-
-/// The access key id of a pre-signed URL's
-/// `X-Amz-Credential=AKID%2F20240101%2Fus-east-1%2Fs3%2Faws4_request`.
-fn presigned_access_key(query: &str) -> Option<&str> {
-    let value = query
-        .split('&')
-        .find_map(|pair| pair.strip_prefix("X-Amz-Credential="))?;
-    let end = value
-        .find('/')
-        .into_iter()
-        .chain(value.find("%2F"))
-        .chain(value.find("%2f"))
-        .min()?;
-    let key = &value[..end];
-    let valid = !key.is_empty()
-        && key.len() <= MAX_KEY_BYTES
-        && key.bytes().all(|b| b.is_ascii_alphanumeric());
-    valid.then_some(key)
 }
 
 fn is_plain(value: &str) -> bool {
@@ -97,6 +92,7 @@ mod tests {
     use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 
     use super::*;
+    use crate::identity::verified::VerifiedClient;
     use crate::scope::CredentialScope;
 
     fn record(peer: &str, uri: &str, scope: Option<&str>, headers: &[(&str, &[u8])]) -> Record {
@@ -129,75 +125,74 @@ mod tests {
                 access_key: ak.to_owned(),
                 ..Default::default()
             }),
+            verified: None,
             error: None,
         }
     }
 
+    fn verified(key: &str, name: Option<&str>) -> Option<VerifiedClient> {
+        Some(VerifiedClient {
+            access_key_id: key.to_owned(),
+            name: name.map(str::to_owned),
+        })
+    }
+
     #[test]
-    fn auto_prefers_access_key_then_presigned_url_then_address() {
+    fn claims_never_name_a_client() {
+        let presigned = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAPRESIGNED%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=x";
+        for mode in [ClientKey::Auto, ClientKey::Account] {
+            for (peer, uri, scope, want) in [
+                ("10.0.0.1:5000", "/", Some("ASIAY34FZKBOKMUTVV7A"), "10.0.0.1"),
+                ("10.0.0.1:5000", presigned, None, "10.0.0.1"),
+                ("[::ffff:10.0.0.2]:5000", "/", None, "10.0.0.2"),
+                ("[2001:db8::1]:5000", "/", Some("AKIAEXAMPLE"), "2001:db8::1"),
+            ] {
+                let rec = record(peer, uri, scope, &[]);
+                assert_eq!(client_key(&mode, &rec), want, "{mode:?} {peer} {uri}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_verified_client_is_one_key_whatever_its_address() {
+        for peer in ["10.0.0.1:5000", "192.0.2.9:1"] {
+            let mut rec = record(peer, "/", Some("AKIACLAIMED"), &[]);
+            rec.verified = verified("ASIAY34FZKBOKMUTVV7A", Some("team-a"));
+            assert_eq!(client_key(&ClientKey::Auto, &rec), "team-a");
+            assert_eq!(client_key(&ClientKey::Account, &rec), "609629065308");
+            rec.verified = verified("ASIAY34FZKBOKMUTVV7A", None);
+            assert_eq!(client_key(&ClientKey::Auto, &rec), "ASIAY34FZKBOKMUTVV7A");
+            // A key id without an account falls back to the name, then the id.
+            rec.verified = verified("AKIDTEST", Some("team-b"));
+            assert_eq!(client_key(&ClientKey::Account, &rec), "team-b");
+            rec.verified = verified("AKIDTEST", None);
+            assert_eq!(client_key(&ClientKey::Account, &rec), "AKIDTEST");
+        }
+    }
+
+    #[test]
+    fn the_claim_kept_for_the_log_is_the_headers_else_the_urls() {
         let cases = [
-            ("10.0.0.1:5000", "/", Some("AKIAEXAMPLE"), "AKIAEXAMPLE"),
-            ("10.0.0.1:5000", "/", None, "10.0.0.1"),
-            ("[::ffff:10.0.0.2]:5000", "/", None, "10.0.0.2"),
-            ("[2001:db8::1]:5000", "/", None, "2001:db8::1"),
+            ("/", Some("AKIAEXAMPLE"), Some("AKIAEXAMPLE")),
+            ("/", None, None),
             (
-                "10.0.0.1:5000",
                 "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAPRESIGNED%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=x",
                 None,
-                "ASIAPRESIGNED",
+                Some("ASIAPRESIGNED"),
             ),
-            (
-                "10.0.0.1:5000",
-                "/b/k?X-Amz-Credential=AKLOWER%2f20240101%2fr%2fs3%2faws4_request",
-                None,
-                "AKLOWER",
-            ),
-            (
-                "10.0.0.1:5000",
-                "/b/k?X-Amz-Credential=AKSLASH/20240101/r/s3/aws4_request",
-                None,
-                "AKSLASH",
-            ),
+            ("/b/k?X-Amz-Credential=AKLOWER%2f20240101%2fr%2fs3%2faws4_request", None, Some("AKLOWER")),
+            ("/b/k?X-Amz-Credential=AKSLASH/20240101/r/s3/aws4_request", None, Some("AKSLASH")),
             // The header's scope wins over the URL's.
-            (
-                "10.0.0.1:5000",
-                "/b/k?X-Amz-Credential=AKURL%2F2024",
-                Some("AKHEADER"),
-                "AKHEADER",
-            ),
-            // Garbage credentials fall back to the address.
-            (
-                "10.0.0.1:5000",
-                "/?X-Amz-Credential=%2F2024",
-                None,
-                "10.0.0.1",
-            ),
-            (
-                "10.0.0.1:5000",
-                "/?X-Amz-Credential=A%22K%2F2024",
-                None,
-                "10.0.0.1",
-            ),
-            (
-                "10.0.0.1:5000",
-                "/?X-Amz-Credential=NOSLASH",
-                None,
-                "10.0.0.1",
-            ),
-            (
-                "10.0.0.1:5000",
-                "/?x=1&Y-X-Amz-Credential=AK%2F1",
-                None,
-                "10.0.0.1",
-            ),
+            ("/b/k?X-Amz-Credential=AKURL%2F2024", Some("AKHEADER"), Some("AKHEADER")),
+            // Garbage credentials are no claim.
+            ("/?X-Amz-Credential=%2F2024", None, None),
+            ("/?X-Amz-Credential=A%22K%2F2024", None, None),
+            ("/?X-Amz-Credential=NOSLASH", None, None),
+            ("/?x=1&Y-X-Amz-Credential=AK%2F1", None, None),
         ];
-        for (peer, uri, scope, want) in cases {
-            let rec = record(peer, uri, scope, &[]);
-            assert_eq!(
-                client_key(&ClientKey::Auto, &rec),
-                want,
-                "{peer} {uri} {scope:?}"
-            );
+        for (uri, scope, want) in cases {
+            let rec = record("10.0.0.1:5000", uri, scope, &[]);
+            assert_eq!(rec.claimed_access_key(), want, "{uri} {scope:?}");
         }
     }
 

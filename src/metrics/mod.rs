@@ -86,7 +86,7 @@ impl Metrics {
         registry.register_collector(Box::new(scrape::Scrape(live.clone())));
         let key_headers = match &config.client_key {
             ClientKey::Header(name) => vec![name.clone()],
-            ClientKey::Auto | ClientKey::Vpce => Vec::new(),
+            ClientKey::Auto | ClientKey::Account | ClientKey::Vpce => Vec::new(),
         };
         Metrics {
             registry,

@@ -8,6 +8,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, Version};
 use prometheus_parse::{Scrape, Value};
 
 use super::*;
+use crate::identity::verified::VerifiedClient;
 use crate::scope::CredentialScope;
 use crate::upstream::{PoolStats, Protocol, Timing};
 
@@ -49,14 +50,20 @@ fn record(method: Method, origin: Option<&str>, status: u16) -> Record {
         origin: origin.map(str::to_owned),
         upstream: None,
         scope: None,
+        verified: None,
         error: None,
     }
 }
 
+/// `r` from a client that signed with `access_key`, as the signer verified it.
 fn signed(mut r: Record, access_key: &str) -> Record {
     r.scope = Some(CredentialScope {
         access_key: access_key.to_owned(),
         ..Default::default()
+    });
+    r.verified = Some(VerifiedClient {
+        access_key_id: access_key.to_owned(),
+        name: None,
     });
     r
 }

@@ -36,6 +36,7 @@ use crate::config::Config;
 use crate::error::ProxyError;
 use crate::exchange::{self, ConnInfo, Exchange};
 use crate::identity;
+use crate::identity::verified::VerifiedClient;
 use crate::metrics::{ClientConnection, IdleConnection, Metrics};
 use crate::origin::Origin;
 use crate::policy::Policy;
@@ -135,6 +136,9 @@ impl Handler {
         if let Err(err) = phase::authenticate(self.signer.as_deref(), &route, peer) {
             return ex.respond_error(err);
         }
+        // A client the signer verified is named by that, and only that, from
+        // here on: budgets and per-client series key on it (`client_key`).
+        ex.record.verified = req.extensions().get::<VerifiedClient>().cloned();
         if let Err(err) =
             phase::admit(self.limiter.as_ref(), &self.metrics, &route, &ex.record).await
         {

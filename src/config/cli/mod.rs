@@ -176,7 +176,7 @@ pub struct Args {
     /// Serve /metrics, /healthz and /.api/* on this address too.
     #[arg(long, env = "CCNPROXY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
-    /// Per-client accounting key: `auto` (SigV4 access key, else client address), `vpce` (PROXY v2 VPC endpoint, else client address) or `header:NAME`.
+    /// Per-client accounting and budget key: `auto` (verified client, else client address), `account` (verified client's AWS account, else client address), `vpce` (PROXY v2 VPC endpoint, else client address) or `header:NAME`.
     #[arg(long, env = "CCNPROXY_CLIENT_KEY", default_value = "auto", value_parser = parse_client_key)]
     pub client_key: ClientKey,
     /// Distinct client keys tracked in metrics; the rest count as `other`.

@@ -107,16 +107,17 @@ pub(super) fn parse_port_range(s: &str) -> Result<PortRange, String> {
     Ok(PortRange { first, last })
 }
 
-/// `auto`, `vpce` or `header:NAME`.
+/// `auto`, `account`, `vpce` or `header:NAME`.
 pub(super) fn parse_client_key(s: &str) -> Result<ClientKey, String> {
     match s {
         "auto" => return Ok(ClientKey::Auto),
+        "account" => return Ok(ClientKey::Account),
         "vpce" => return Ok(ClientKey::Vpce),
         _ => {}
     }
     let name = s
         .strip_prefix("header:")
-        .ok_or_else(|| format!("{s:?}: want auto, vpce or header:NAME"))?;
+        .ok_or_else(|| format!("{s:?}: want auto, account, vpce or header:NAME"))?;
     http::HeaderName::from_bytes(name.as_bytes())
         .map(ClientKey::Header)
         .map_err(|_| format!("{name:?} is not a header name"))
