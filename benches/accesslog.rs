@@ -123,6 +123,7 @@ fn record() -> Record {
             region: "us-east-1".to_owned(),
             service: "s3".to_owned(),
         }),
+        verified: None,
         error: None,
     }
 }

@@ -12,13 +12,15 @@ use http::{Response, StatusCode, Uri};
 use serde::Serialize;
 
 use crate::body::{self, ProxyBody};
-use crate::metrics::{self, Metrics};
+use crate::metrics::{self, Metrics, View};
 
 /// The admin endpoints (a cheap clonable handle).
 #[derive(Clone)]
 pub struct Admin {
     metrics: Arc<Metrics>,
     draining: Arc<AtomicBool>,
+    /// Per-client series only on the admin listener.
+    view: View,
 }
 
 /// `/.api/stats`: process and runtime numbers, after chocon's
@@ -72,7 +74,11 @@ pub struct ProcessReport {
 impl Admin {
     /// Admin endpoints over `metrics`; `/healthz` answers 503 once `draining`.
     pub fn new(metrics: Arc<Metrics>, draining: Arc<AtomicBool>) -> Self {
-        Admin { metrics, draining }
+        Admin {
+            metrics,
+            draining,
+            view: View::Proxy,
+        }
     }
 
     /// The response for `uri`'s path, or `None` when it is not an admin path.
@@ -91,7 +97,11 @@ impl Admin {
                     (StatusCode::OK, TEXT, "ok\n".to_owned())
                 }
             }
-            "/metrics" => (StatusCode::OK, metrics::CONTENT_TYPE, self.metrics.render()),
+            "/metrics" => (
+                StatusCode::OK,
+                metrics::CONTENT_TYPE,
+                self.metrics.render(self.view),
+            ),
             "/.api/stats" => (StatusCode::OK, JSON, json(&self.process_report(), pretty)),
             "/.api/http-stats" => (StatusCode::OK, JSON, {
                 let report = if has_param(uri, "window") {
@@ -180,6 +190,11 @@ fn json(value: &impl Serialize, pretty: bool) -> String {
 pub async fn serve_admin(listener: tokio::net::TcpListener, admin: Admin) {
     use hyper::service::service_fn;
     use hyper_util::rt::{TokioExecutor, TokioIo};
+    // Only the operator's listener shows who the clients are.
+    let admin = Admin {
+        view: View::Admin,
+        ..admin
+    };
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
@@ -226,6 +241,7 @@ mod tests {
         let config = MetricsConfig {
             client_key: ClientKey::Auto,
             max_client_keys: 10,
+            client_series_ttl: std::time::Duration::from_secs(600),
         };
         let metrics = Arc::new(Metrics::new(&config, Arc::new(NoPools)));
         let draining = Arc::new(AtomicBool::new(false));

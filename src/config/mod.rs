@@ -319,6 +319,8 @@ pub struct MetricsConfig {
     pub client_key: ClientKey,
     /// Distinct client keys tracked; the rest count as `other`.
     pub max_client_keys: usize,
+    /// A client key's series are dropped this long after its last request.
+    pub client_series_ttl: Duration,
 }
 
 /// Limits on client input.
@@ -475,6 +477,7 @@ impl Default for Config {
             metrics: MetricsConfig {
                 client_key: ClientKey::Auto,
                 max_client_keys: 1000,
+                client_series_ttl: Duration::from_secs(600),
             },
             limits: LimitsConfig {
                 max_header_bytes: 64 << 10,

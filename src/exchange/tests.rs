@@ -36,6 +36,7 @@ pub(crate) fn kit() -> (AccessLog, Arc<Metrics>) {
     let metrics = MetricsConfig {
         client_key: ClientKey::Auto,
         max_client_keys: 10,
+        client_series_ttl: std::time::Duration::from_secs(600),
     };
     (log, Arc::new(Metrics::new(&metrics, Arc::new(NoPools))))
 }

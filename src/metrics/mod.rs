@@ -6,14 +6,17 @@
 //! 499s and CONNECT tunnels too). Its cost is two map lookups under read
 //! locks (origin series, client series) plus atomic adds and a short
 //! per-histogram lock; new label values take a write lock once. Label values
-//! a client can choose are capped (`capped.rs`): origins at `MAX_ORIGINS`,
-//! client keys at `--max-client-keys`, methods to a fixed list. Pools, the
+//! a client can choose are capped: origins at `MAX_ORIGINS` (`capped.rs`),
+//! client keys at `--max-client-keys` and in time by `--client-series-ttl`
+//! (`clients.rs`, served on the admin listener only), methods to a fixed
+//! list. Pools, the
 //! access log's counters and the process are read at scrape time
 //! (`scrape.rs`). The client key is `client::client_key`, which
 //! `ratelimit` uses too.
 
 mod capped;
 pub mod client;
+mod clients;
 mod latency;
 pub mod process;
 mod sample;
@@ -31,7 +34,8 @@ use prometheus_client::registry::Registry;
 use crate::accesslog::Record;
 use crate::config::{ClientKey, MetricsConfig};
 use capped::Capped;
-use series::{ClientSeries, Families, OriginSeries};
+use clients::Clients;
+use series::{Families, OriginSeries};
 
 pub use capped::OTHER;
 pub use client::client_key;
@@ -47,12 +51,21 @@ pub const MAX_ORIGINS: usize = 1000;
 /// endpoints, bad Host, rate limited).
 pub const NO_ORIGIN: &str = "none";
 
+/// Who a `/metrics` page is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    /// The proxy port, which every client can reach: nothing per client.
+    Proxy,
+    /// The admin listener (`--metrics-listen`): per-client series too.
+    Admin,
+}
+
 /// Process-wide metrics.
 pub struct Metrics {
     registry: Registry,
     families: Families,
     origins: Capped<OriginSeries>,
-    clients: Capped<ClientSeries>,
+    clients: Clients,
     client_key: ClientKey,
     key_headers: Vec<HeaderName>,
     http: HttpStats,
@@ -82,6 +95,11 @@ impl Metrics {
     pub fn new(config: &MetricsConfig, pools: Arc<dyn PoolSource>) -> Self {
         let mut registry = Registry::default();
         let families = Families::register(&mut registry);
+        let clients = Clients::new(
+            config.max_client_keys,
+            config.client_series_ttl,
+            &mut registry,
+        );
         let live = Arc::new(scrape::Live::new(pools));
         registry.register_collector(Box::new(scrape::Scrape(live.clone())));
         let key_headers = match &config.client_key {
@@ -92,7 +110,7 @@ impl Metrics {
             registry,
             families,
             origins: Capped::new(MAX_ORIGINS),
-            clients: Capped::new(config.max_client_keys),
+            clients,
             client_key: config.client_key.clone(),
             key_headers,
             http: HttpStats::new(),
@@ -167,22 +185,24 @@ impl Metrics {
         self.origins
             .get(origin, |o| OriginSeries::new(f, o))
             .observe(f, record, timed);
-        let client = self.clients.get(&self.client_key(record), |c| {
-            if c.as_ref() != OTHER {
-                f.client_keys.inc();
-            }
-            ClientSeries::new(f, c)
-        });
-        client.observe(f, record, timed);
+        self.clients
+            .observe(&self.client_key(record), record, timed);
         self.http
             .record(record.status, timed.then_some(record.duration));
     }
 
     /// The exposition for `/metrics` (OpenMetrics text, which Prometheus
-    /// reads; serve it as `CONTENT_TYPE`).
-    pub fn render(&self) -> String {
+    /// reads; serve it as `CONTENT_TYPE`). Per-client series are in it only
+    /// for `View::Admin`.
+    pub fn render(&self, view: View) -> String {
+        use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut out = String::with_capacity(32 << 10);
-        if let Err(err) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+        let mut encoded = encode_registry(&mut out, &self.registry);
+        if view == View::Admin {
+            self.clients.sweep();
+            encoded = encoded.and_then(|()| encode_registry(&mut out, self.clients.registry()));
+        }
+        if let Err(err) = encoded.and_then(|()| encode_eof(&mut out)) {
             tracing::warn!(
                 error = &err as &dyn std::error::Error,
                 "metrics.render failed"

@@ -1,7 +1,7 @@
-//! The per-request series: label sets, the registered families, and the
-//! handles one origin or one client key uses (`OriginSeries`,
-//! `ClientSeries`), taken from the families once so `observe` does not hash
-//! label sets on every request. A series a request never touched stays
+//! The per-origin series: label sets, the registered families, and the
+//! handles one origin uses (`OriginSeries`), taken from the families once so
+//! `observe` does not hash label sets on every request (the per-client ones
+//! are `clients.rs`). A series a request never touched stays
 //! absent from the exposition rather than showing zero.
 
 use std::sync::{Arc, OnceLock};
@@ -10,7 +10,6 @@ use http::Method;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -29,7 +28,7 @@ const METHODS: [&str; 10] = [
 ];
 
 /// `code_class` label values; `other` is a status outside 100–599.
-const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+pub(super) const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 fn method_index(method: &Method) -> usize {
     METHODS[..METHODS.len() - 1]
@@ -38,7 +37,7 @@ fn method_index(method: &Method) -> usize {
         .unwrap_or(METHODS.len() - 1)
 }
 
-fn class_index(status: u16) -> usize {
+pub(super) fn class_index(status: u16) -> usize {
     match status {
         100..=599 => usize::from(status / 100) - 1,
         _ => CLASSES.len() - 1,
@@ -64,17 +63,6 @@ struct ExchangeLabels {
     connection: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClientLabels {
-    client: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ClientCodeLabels {
-    client: Arc<str>,
-    code_class: &'static str,
-}
-
 type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn histogram() -> Histogram {
@@ -82,7 +70,7 @@ fn histogram() -> Histogram {
 }
 
 /// The registered families; per-label handles are taken from them once and
-/// kept in `OriginSeries` / `ClientSeries`.
+/// kept in `OriginSeries`.
 #[derive(Clone)]
 pub(super) struct Families {
     requests: Family<RequestLabels, Counter>,
@@ -93,11 +81,6 @@ pub(super) struct Families {
     exchanges: Family<ExchangeLabels, Counter>,
     request_bytes: Family<OriginLabels, Counter>,
     response_bytes: Family<OriginLabels, Counter>,
-    client_requests: Family<ClientCodeLabels, Counter>,
-    client_seconds: Family<ClientLabels, Counter<f64>>,
-    client_request_bytes: Family<ClientLabels, Counter>,
-    client_response_bytes: Family<ClientLabels, Counter>,
-    pub(super) client_keys: Gauge,
 }
 
 impl Families {
@@ -111,11 +94,6 @@ impl Families {
             exchanges: Family::default(),
             request_bytes: Family::default(),
             response_bytes: Family::default(),
-            client_requests: Family::default(),
-            client_seconds: Family::default(),
-            client_request_bytes: Family::default(),
-            client_response_bytes: Family::default(),
-            client_keys: Gauge::default(),
         };
         // Counter names without `_total`: the encoder appends it.
         let r = registry;
@@ -154,27 +132,6 @@ impl Families {
             "ccnproxy_response_bytes",
             "Response body bytes sent to clients",
             f.response_bytes.clone(),
-        );
-        r.register(
-            "ccnproxy_client_requests",
-            "Requests finished, by client key and status class",
-            f.client_requests.clone(),
-        );
-        r.register("ccnproxy_client_request_seconds", "Sum of request durations by client key (CONNECT excluded); divide by ccnproxy_client_requests_total for the mean", f.client_seconds.clone());
-        r.register(
-            "ccnproxy_client_request_bytes",
-            "Request body bytes read, by client key",
-            f.client_request_bytes.clone(),
-        );
-        r.register(
-            "ccnproxy_client_response_bytes",
-            "Response body bytes sent, by client key",
-            f.client_response_bytes.clone(),
-        );
-        r.register(
-            "ccnproxy_client_keys",
-            "Distinct client keys with series of their own (capped by --max-client-keys)",
-            f.client_keys.clone(),
         );
         f
     }
@@ -301,47 +258,5 @@ impl OriginSeries {
                 })
             })
             .inc();
-    }
-}
-
-/// One client key's series.
-pub(super) struct ClientSeries {
-    client: Arc<str>,
-    requests: [OnceLock<Counter>; CLASSES.len()],
-    seconds: Counter<f64>,
-    request_bytes: Counter,
-    response_bytes: Counter,
-}
-
-impl ClientSeries {
-    pub(super) fn new(f: &Families, client: Arc<str>) -> Self {
-        let labels = ClientLabels {
-            client: client.clone(),
-        };
-        ClientSeries {
-            requests: Default::default(),
-            seconds: f.client_seconds.get_or_create_owned(&labels),
-            request_bytes: f.client_request_bytes.get_or_create_owned(&labels),
-            response_bytes: f.client_response_bytes.get_or_create_owned(&labels),
-            client,
-        }
-    }
-
-    /// Accounts `record` (see `OriginSeries::observe` for `timed`).
-    pub(super) fn observe(&self, f: &Families, record: &Record, timed: bool) {
-        let class = class_index(record.status);
-        self.requests[class]
-            .get_or_init(|| {
-                f.client_requests.get_or_create_owned(&ClientCodeLabels {
-                    client: self.client.clone(),
-                    code_class: CLASSES[class],
-                })
-            })
-            .inc();
-        if timed {
-            self.seconds.inc_by(record.duration.as_secs_f64());
-        }
-        self.request_bytes.inc_by(record.bytes_received);
-        self.response_bytes.inc_by(record.bytes_sent);
     }
 }

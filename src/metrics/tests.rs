@@ -26,6 +26,7 @@ fn metrics(client_key: ClientKey, max_client_keys: usize) -> Metrics {
     let config = MetricsConfig {
         client_key,
         max_client_keys,
+        client_series_ttl: Duration::from_secs(600),
     };
     Metrics::new(&config, Arc::new(Fixed(Vec::new())))
 }
@@ -124,6 +125,7 @@ fn known_records_render_exact_counts() {
     let config = MetricsConfig {
         client_key: ClientKey::Auto,
         max_client_keys: 100,
+        client_series_ttl: std::time::Duration::from_secs(600),
     };
     let m = Metrics::new(&config, Arc::new(pools));
     m.set_log_stats(|| LogStats {
@@ -173,7 +175,7 @@ fn known_records_render_exact_counts() {
     // 6. A client that left (499) and an odd method.
     m.observe(&record(Method::from_bytes(b"BREW").unwrap(), Some(S3), 499));
 
-    let text = m.render();
+    let text = m.render(View::Admin);
     let s = parse(&text);
     let requests = |origin, method, class| {
         value(
@@ -429,7 +431,7 @@ fn client_keys_past_the_cap_count_as_other() {
     for key in ["AK1", "AK2", "AK3", "AK4", "AK1"] {
         m.observe(&signed(record(Method::GET, Some(S3), 200), key));
     }
-    let s = parse(&m.render());
+    let s = parse(&m.render(View::Admin));
     let client = |c| {
         value(
             &s,
@@ -457,7 +459,7 @@ fn header_client_key_is_requested_and_used() {
         .insert(tenant.clone(), HeaderValue::from_static("team-a"));
     m.observe(&r);
     m.observe(&record(Method::GET, Some(S3), 200));
-    let s = parse(&m.render());
+    let s = parse(&m.render(View::Admin));
     let client = |c| {
         value(
             &s,
@@ -473,7 +475,7 @@ fn header_client_key_is_requested_and_used() {
 #[test]
 fn odd_statuses_and_empty_metrics_render() {
     let m = metrics(ClientKey::Auto, 10);
-    let s = parse(&m.render());
+    let s = parse(&m.render(View::Admin));
     assert_eq!(series(&s, "ccnproxy_requests_total"), 0);
     assert_eq!(value(&s, "ccnproxy_pools", &[]), Some(0.0));
     assert_eq!(series(&s, "ccnproxy_pool_open_connections"), 0);
@@ -486,7 +488,7 @@ fn odd_statuses_and_empty_metrics_render() {
     for status in [0, 99, 600, 101, 302] {
         m.observe(&record(Method::GET, None, status));
     }
-    let s = parse(&m.render());
+    let s = parse(&m.render(View::Admin));
     let class = |c| {
         value(
             &s,
@@ -518,7 +520,7 @@ fn label_values_are_escaped() {
     r.request_headers
         .insert("x-tenant", HeaderValue::from_static(r#"a"b\c"#));
     m.observe(&r);
-    let text = m.render();
+    let text = m.render(View::Admin);
     assert!(
         text.contains(r#"client="a\"b\\c""#),
         "quote and backslash escaped:\n{text}"

@@ -90,6 +90,7 @@ impl Args {
 
         c.metrics.client_key = self.client_key;
         c.metrics.max_client_keys = self.max_client_keys;
+        c.metrics.client_series_ttl = self.client_series_ttl.max(Duration::from_secs(1));
         c.limits.max_header_bytes = self.max_header_bytes.max(1024);
         c.limits.max_buffered_bytes = self.max_buffered_bytes;
         c.limits.rate_limit = self.rate_limit.count;

@@ -182,6 +182,9 @@ pub struct Args {
     /// Distinct client keys tracked in metrics; the rest count as `other`.
     #[arg(long, env = "CCNPROXY_MAX_CLIENT_KEYS", default_value_t = 1000)]
     pub max_client_keys: usize,
+    /// A client key's series leave `/metrics` this long after its last request.
+    #[arg(long, env = "CCNPROXY_CLIENT_SERIES_TTL", default_value = "10m", value_parser = parse_duration)]
+    pub client_series_ttl: Duration,
     /// Concurrent client connections at most.
     #[arg(long, env = "CCNPROXY_MAX_CLIENT_CONNS", default_value_t = 50_000)]
     pub max_client_conns: usize,
