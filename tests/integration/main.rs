@@ -13,6 +13,7 @@ mod bounded_buffer;
 mod bounded_log;
 mod bounded_origins;
 mod bounded_policy;
+mod budget_trust;
 mod dns_refresh;
 mod errors;
 mod failover;
