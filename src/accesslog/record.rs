@@ -68,7 +68,10 @@ impl Record {
     pub fn claimed_access_key(&self) -> Option<&str> {
         match &self.scope {
             Some(scope) => Some(scope.access_key.as_str()),
-            None => self.uri.query().and_then(crate::scope::presigned_access_key),
+            None => self
+                .uri
+                .query()
+                .and_then(crate::scope::presigned_access_key),
         }
     }
 }

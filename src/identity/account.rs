@@ -33,7 +33,9 @@ pub fn account_of(key_id: &str) -> Option<[u8; ACCOUNT_DIGITS]> {
     let first_six = bits >> 2;
     let account = (first_six & 0x7fff_ffff_ff80) >> 7;
     // Every remaining character must be base32 too, or it is no key id.
-    bytes[14..].iter().try_for_each(|&c| base32_value(c).map(drop))?;
+    bytes[14..]
+        .iter()
+        .try_for_each(|&c| base32_value(c).map(drop))?;
     Some(digits(account))
 }
 
@@ -91,13 +93,13 @@ mod tests {
         for key in [
             "",
             "AKIA",
-            "ASIAY34FZKBOKMUTVV7",    // 19 characters
-            "ASIAY34FZKBOKMUTVV7AB",  // 21 characters
-            "AIDAY34FZKBOKMUTVV7A",   // an IAM user id, not a key id
-            "AKIAIOSFODNN7EXAMPLE",   // an old key id (fifth character I)
-            "AKIAJ34FZKBOKMUTVV7A",   // an old key id (fifth character J)
-            "ASIAY34FZKBOKMUTVV7a",   // not base32
-            "ASIAY34FZKBOKMUTVV71",   // 1 is not a base32 digit
+            "ASIAY34FZKBOKMUTVV7",   // 19 characters
+            "ASIAY34FZKBOKMUTVV7AB", // 21 characters
+            "AIDAY34FZKBOKMUTVV7A",  // an IAM user id, not a key id
+            "AKIAIOSFODNN7EXAMPLE",  // an old key id (fifth character I)
+            "AKIAJ34FZKBOKMUTVV7A",  // an old key id (fifth character J)
+            "ASIAY34FZKBOKMUTVV7a",  // not base32
+            "ASIAY34FZKBOKMUTVV71",  // 1 is not a base32 digit
         ] {
             assert_eq!(account_of(key), None, "{key:?}");
         }

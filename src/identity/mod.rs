@@ -13,10 +13,10 @@
 //! kept beside it as a `Via`. Leaf module: nothing here imports the request
 //! path.
 
+pub mod account;
 pub mod forwarded;
 mod prefixed;
 pub mod proxy_protocol;
-pub mod account;
 pub mod verified;
 
 use std::net::SocketAddr;

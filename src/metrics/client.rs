@@ -142,10 +142,20 @@ mod tests {
         let presigned = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=ASIAPRESIGNED%2F20240101%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=x";
         for mode in [ClientKey::Auto, ClientKey::Account] {
             for (peer, uri, scope, want) in [
-                ("10.0.0.1:5000", "/", Some("ASIAY34FZKBOKMUTVV7A"), "10.0.0.1"),
+                (
+                    "10.0.0.1:5000",
+                    "/",
+                    Some("ASIAY34FZKBOKMUTVV7A"),
+                    "10.0.0.1",
+                ),
                 ("10.0.0.1:5000", presigned, None, "10.0.0.1"),
                 ("[::ffff:10.0.0.2]:5000", "/", None, "10.0.0.2"),
-                ("[2001:db8::1]:5000", "/", Some("AKIAEXAMPLE"), "2001:db8::1"),
+                (
+                    "[2001:db8::1]:5000",
+                    "/",
+                    Some("AKIAEXAMPLE"),
+                    "2001:db8::1",
+                ),
             ] {
                 let rec = record(peer, uri, scope, &[]);
                 assert_eq!(client_key(&mode, &rec), want, "{mode:?} {peer} {uri}");
@@ -180,10 +190,22 @@ mod tests {
                 None,
                 Some("ASIAPRESIGNED"),
             ),
-            ("/b/k?X-Amz-Credential=AKLOWER%2f20240101%2fr%2fs3%2faws4_request", None, Some("AKLOWER")),
-            ("/b/k?X-Amz-Credential=AKSLASH/20240101/r/s3/aws4_request", None, Some("AKSLASH")),
+            (
+                "/b/k?X-Amz-Credential=AKLOWER%2f20240101%2fr%2fs3%2faws4_request",
+                None,
+                Some("AKLOWER"),
+            ),
+            (
+                "/b/k?X-Amz-Credential=AKSLASH/20240101/r/s3/aws4_request",
+                None,
+                Some("AKSLASH"),
+            ),
             // The header's scope wins over the URL's.
-            ("/b/k?X-Amz-Credential=AKURL%2F2024", Some("AKHEADER"), Some("AKHEADER")),
+            (
+                "/b/k?X-Amz-Credential=AKURL%2F2024",
+                Some("AKHEADER"),
+                Some("AKHEADER"),
+            ),
             // Garbage credentials are no claim.
             ("/?X-Amz-Credential=%2F2024", None, None),
             ("/?X-Amz-Credential=A%22K%2F2024", None, None),

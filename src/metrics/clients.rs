@@ -281,7 +281,10 @@ mod tests {
         assert!(page.contains("client=\"team-b\""), "{page}");
         let totals = render(&shared);
         assert!(totals.contains("ccnproxy_client_keys 1"), "{totals}");
-        assert!(totals.contains("ccnproxy_client_series_expired_total 1"), "{totals}");
+        assert!(
+            totals.contains("ccnproxy_client_series_expired_total 1"),
+            "{totals}"
+        );
 
         // A key that comes back starts over.
         clients.observe_at(start + Duration::from_secs(62), "team-a", &record(), true);

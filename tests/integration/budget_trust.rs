@@ -118,7 +118,10 @@ async fn client_series_are_on_the_admin_listener_only() {
     let page = c.send(req).await.expect("GET /metrics").text();
     assert!(page.contains("ccnproxy_client_keys 2"), "{page}");
     for secret in ["ccnproxy_client_request", "192.0.2.21", "AKIDONE"] {
-        assert!(!page.contains(secret), "{secret} on the proxy port:\n{page}");
+        assert!(
+            !page.contains(secret),
+            "{secret} on the proxy port:\n{page}"
+        );
     }
 }
 
@@ -140,9 +143,13 @@ async fn client_series_expire_after_the_ttl() {
         .await;
     let m = proxy
         .wait_metrics("the series to expire", |m| {
-            series(m).is_none()
-                && m.exact("ccnproxy_client_series_expired_total", &[]) == Some(1.0)
+            series(m).is_none() && m.exact("ccnproxy_client_series_expired_total", &[]) == Some(1.0)
         })
         .await;
-    assert_eq!(m.exact("ccnproxy_client_keys", &[]), Some(0.0), "{}", m.text);
+    assert_eq!(
+        m.exact("ccnproxy_client_keys", &[]),
+        Some(0.0),
+        "{}",
+        m.text
+    );
 }
