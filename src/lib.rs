@@ -29,6 +29,7 @@ pub mod body;
 pub mod buffer_budget;
 pub mod config;
 pub mod conn;
+pub mod customer_host;
 pub mod error;
 pub mod exchange;
 #[doc(hidden)]

@@ -1,6 +1,6 @@
 //! Policy, checked before any connection: host allow/deny patterns, the
-//! customer-host rule (EC2 instance and load-balancer names under the AWS
-//! domains are refused unless an `--allow-host` pattern names them
+//! customer-host rule (names customers run under the AWS domains, see
+//! `customer_host`, are refused unless an `--allow-host` pattern names them
 //! specifically), allowed ports (requests 443 and 80, CONNECT 443, widened by
 //! `--allow-port`), the address guard (no loopback, private, link-local, metadata, unspecified or
 //! multicast origin unless `--allow-cidr` covers it) and the loop check.
@@ -10,7 +10,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::IpNet;
 
 use crate::config::{PolicyConfig, PortRange};
-use crate::pattern::{HostPattern, HostPatterns};
+use crate::customer_host::CustomerHosts;
+use crate::pattern::HostPatterns;
 
 /// Why policy refused a request (403, or 508 for a loop).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,10 +22,11 @@ pub enum PolicyError {
     /// The target name matches a `--deny-host` pattern.
     #[error("host {0:?} is refused by --deny-host")]
     HostDenied(String),
-    /// The target is a customer's EC2 instance or load balancer, not an AWS API.
+    /// The target is a name a customer runs (an EC2 instance, a load
+    /// balancer, an API Gateway API, …), not an AWS API.
     #[error(
-        "host {host:?} is an EC2 instance or load-balancer name, not an AWS API; \
-         add --allow-host {pattern} to reach it"
+        "host {host:?} is run by an AWS customer (EC2 instance, load balancer, API Gateway, \
+         Lambda URL, …), not an AWS API; add --allow-host {pattern} to reach it"
     )]
     CustomerHost {
         /// The name asked for.
@@ -65,7 +67,7 @@ pub struct Policy {
     /// targets allowed (besides `*`).
     allow_addrs: Vec<IpNet>,
     deny: HostPatterns,
-    customer: HostPatterns,
+    customer: CustomerHosts,
     request_ports: Vec<PortRange>,
     connect_ports: Vec<PortRange>,
     allow_cidr: Vec<IpNet>,
@@ -82,7 +84,7 @@ impl Policy {
             allow: HostPatterns::parse(&names)?,
             allow_addrs: addrs.iter().filter_map(|entry| parse_net(entry)).collect(),
             deny: HostPatterns::parse(&config.deny_host)?,
-            customer: HostPatterns::parse(&config.customer_hosts)?,
+            customer: CustomerHosts::new(&config.customer_hosts)?,
             request_ports: config.request_ports.clone(),
             connect_ports: config.connect_ports.clone(),
             allow_cidr: config.allow_cidr.clone(),
@@ -119,18 +121,12 @@ impl Policy {
         }
         // `*.amazonaws.com` matches customers' hosts too; only a pattern at or
         // below the customer pattern (or `*`, chocon's "any host") opens them.
-        if let Some(customer) = self.customer.first_match(host) {
-            let named = |p: &HostPattern| {
-                p.matches(host) && (*p == HostPattern::Any || p.is_within(customer))
-            };
-            if !self.allow.iter().any(named) {
-                return Err(PolicyError::CustomerHost {
-                    host: host.to_owned(),
-                    pattern: customer.to_string(),
-                });
-            }
-        }
-        Ok(())
+        self.customer
+            .check_named(host, &self.allow, true)
+            .map_err(|customer| PolicyError::CustomerHost {
+                host: host.to_owned(),
+                pattern: customer.to_string(),
+            })
     }
 
     /// The address guard for one resolved address of `host`.

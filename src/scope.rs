@@ -79,6 +79,24 @@ pub fn presigned_access_key(query: &str) -> Option<&str> {
     valid.then_some(key)
 }
 
+/// True for region names: `us-east-1`, `us-gov-west-1`, `cn-north-1`,
+/// `us-isob-east-1`, `eusc-de-east-1`, `ap-southeast-5`.
+pub fn is_region(label: &str) -> bool {
+    let parts: Vec<&str> = label.split('-').collect();
+    let [first, middle @ .., last] = parts.as_slice() else {
+        return false;
+    };
+    (2..=4).contains(&first.len())
+        && first.bytes().all(|b| b.is_ascii_lowercase())
+        && !middle.is_empty()
+        && middle
+            .iter()
+            .all(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_lowercase()))
+        && !last.is_empty()
+        && last.len() <= 2
+        && last.bytes().all(|b| b.is_ascii_digit())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -295,6 +295,8 @@ pub struct SignConfig {
     /// `--sign-allow-clients`: only clients in these ranges have requests
     /// signed (empty: any client, which only a loopback listener allows).
     pub allow_clients: Vec<IpNet>,
+    /// `--sign-services`: signing names signed for (`*`: all).
+    pub services: Vec<String>,
 }
 
 /// How a client is named in per-client accounting and `--rate-limit`
@@ -394,6 +396,36 @@ pub const CUSTOMER_HOST_PATTERNS: [&str; 6] = [
     "*.elb.amazonaws.com.cn",
 ];
 
+/// The services (SigV4 signing names) `--sign` signs for by default: the
+/// data plane people put behind an accelerator. Identity and account
+/// control (iam, sts, sso, sso-oauth, organizations, account,
+/// identitystore, …) are left out, and so is `execute-api` (every API
+/// Gateway endpoint is a customer's).
+pub const SIGN_SERVICES: [&str; 22] = [
+    "s3",
+    "s3express",
+    "s3-object-lambda",
+    "s3-outposts",
+    "dynamodb",
+    "sqs",
+    "sns",
+    "kinesis",
+    "firehose",
+    "lambda",
+    "logs",
+    "monitoring",
+    "events",
+    "states",
+    "kms",
+    "secretsmanager",
+    "ssm",
+    "ecr",
+    "bedrock",
+    "glue",
+    "athena",
+    "xray",
+];
+
 /// Ports a proxied request may reach by default.
 pub const REQUEST_PORTS: [PortRange; 2] = [PortRange::one(443), PortRange::one(80)];
 
@@ -473,6 +505,7 @@ impl Default for Config {
                 hosts: Vec::new(),
                 max_body: 10 << 20,
                 allow_clients: Vec::new(),
+                services: SIGN_SERVICES.iter().map(|s| s.to_string()).collect(),
             },
             metrics: MetricsConfig {
                 client_key: ClientKey::Auto,

@@ -286,6 +286,10 @@ pub fn sign(e: &SignError) -> String {
         }
         SignError::Unsupported(what) => format!("this request cannot be re-signed: {what}"),
         SignError::BadHosts(what) => format!("--sign-hosts: {what}"),
+        SignError::ServiceNotAllowed { service, host } => format!(
+            "{host} is the AWS service {service:?}, which ccnproxy does not sign for (not in \
+             --sign-services); sign the request yourself and use forward mode"
+        ),
         SignError::ClientNotAllowed(client) => format!(
             "client {client} may not have requests signed with the proxy's credentials \
              (not in --sign-allow-clients); sign the request yourself and use forward mode"

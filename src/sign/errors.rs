@@ -38,6 +38,14 @@ pub enum SignError {
     /// The client's address is outside `--sign-allow-clients`.
     #[error("client {0} is not in --sign-allow-clients")]
     ClientNotAllowed(std::net::IpAddr),
+    /// The routed host's service is not in `--sign-services`.
+    #[error("service {service} of {host:?} is not in --sign-services")]
+    ServiceNotAllowed {
+        /// The signing name.
+        service: String,
+        /// The routed host.
+        host: String,
+    },
     /// `--sign-hosts` holds a malformed pattern (a startup error).
     #[error("--sign-hosts: {0}")]
     BadHosts(String),

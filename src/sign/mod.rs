@@ -3,9 +3,12 @@
 //! (final `Host`, origin-form URI, hop-by-hop headers gone).
 //!
 //! What is signed and how:
-//! - Service and region: the client's SigV4 credential scope when it sent one
-//!   (it knows best: custom endpoints, Transfer Acceleration), else derived
-//!   from the endpoint name (`service.rs`).
+//! - Service and region: from the routed host only (`service.rs`); a
+//!   client's credential scope is a claim and never chooses them. A host the
+//!   table does not know (or S3 Transfer Acceleration, whose region only the
+//!   client knows) is refused, and so is a service not in `--sign-services`
+//!   (`services.rs`). Names customers run under the AWS domains are signed
+//!   only when `--sign-hosts` names them (`customer_host`).
 //! - Headers: `host`, every `x-amz-*`, `content-type`, `content-md5`, and any
 //!   other header the client itself signed. Headers that proxies or clients
 //!   change on the way (`user-agent`, `expect`, `x-chocon-*`, hop-by-hop) are
@@ -41,6 +44,7 @@ mod clients;
 mod credentials;
 mod errors;
 mod service;
+mod services;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -63,13 +67,14 @@ pub use clients::check_listener;
 pub use credentials::CredentialsCache;
 pub use errors::SignError;
 pub use service::Endpoint;
+use services::ServiceList;
 
 use crate::body::{self, ProxyBody};
 use crate::buffer_budget::{BufferBudget, Reservation};
-use crate::config::{AWS_PATTERNS, SignConfig};
+use crate::config::{AWS_PATTERNS, CUSTOMER_HOST_PATTERNS, SignConfig};
+use crate::customer_host::CustomerHosts;
 use crate::origin::Origin;
 use crate::pattern::HostPatterns;
-use crate::scope::CredentialScope;
 
 /// Re-signs requests with the proxy's own credentials.
 #[derive(Debug)]
@@ -80,6 +85,8 @@ pub struct Signer {
     credentials: Option<CredentialsCache>,
     budget: Option<Arc<BufferBudget>>,
     clients: ClientGate,
+    services: ServiceList,
+    customer: CustomerHosts,
 }
 
 impl Signer {
@@ -95,6 +102,8 @@ impl Signer {
                 credentials: None,
                 budget: None,
                 clients: ClientGate::default(),
+                services: ServiceList::default(),
+                customer: CustomerHosts::default(),
             });
         }
         let signer = Self::with_cache(config, CredentialsCache::default_chain().await)?;
@@ -128,6 +137,8 @@ impl Signer {
             credentials: Some(cache),
             budget: None,
             clients: ClientGate::new(config),
+            services: ServiceList::new(&config.services),
+            customer: CustomerHosts::new(&CUSTOMER_HOST_PATTERNS).map_err(SignError::BadHosts)?,
         })
     }
 
@@ -140,8 +151,15 @@ impl Signer {
     }
 
     /// True when requests to `origin` are to be re-signed.
+    /// A name customers run under the AWS domains is signed only when
+    /// `--sign-hosts` names it at or below its pattern (`*` does not).
     pub fn applies_to(&self, origin: &Origin) -> bool {
-        self.enabled && self.hosts.matches(&origin.host)
+        self.enabled
+            && self.hosts.matches(&origin.host)
+            && self
+                .customer
+                .check_named(&origin.host, &self.hosts, false)
+                .is_ok()
     }
 
     /// Refuses a client whose requests must not be signed
@@ -168,20 +186,49 @@ impl Signer {
         origin: &Origin,
         time: SystemTime,
     ) -> Result<Request<ProxyBody>, SignError> {
+        if self.credentials.is_none() || is_presigned(req.uri()) {
+            return Ok(req);
+        }
+        // The routed host alone says what is signed; a client's credential
+        // scope is a claim and never chooses the service or region.
+        let endpoint = Endpoint::from_host(&origin.host);
+        let Some(Endpoint {
+            service,
+            region: Some(region),
+            ..
+        }) = &endpoint
+        else {
+            return Err(SignError::UnknownService(origin.host.to_string()));
+        };
+        if !self.services.allows(service) {
+            return Err(SignError::ServiceNotAllowed {
+                service: service.clone(),
+                host: origin.host.to_string(),
+            });
+        }
+        self.sign_for(req, origin, service, region, endpoint.as_ref(), time)
+            .await
+    }
+
+    /// Signs `req` for `service` in `region` (the endpoint's, when the host
+    /// is a known one).
+    async fn sign_for(
+        &self,
+        req: Request<ProxyBody>,
+        origin: &Origin,
+        service: &str,
+        region: &str,
+        endpoint: Option<&Endpoint>,
+        time: SystemTime,
+    ) -> Result<Request<ProxyBody>, SignError> {
         let Some(cache) = &self.credentials else {
             return Ok(req);
         };
-        if is_presigned(req.uri()) {
-            return Ok(req);
-        }
         let (mut parts, body) = req.into_parts();
         let authorization = parts
             .headers
             .get(AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
-        let client_scope = authorization
-            .as_deref()
-            .and_then(CredentialScope::from_authorization);
         let client_signed = authorization
             .as_deref()
             .map(signed_headers)
@@ -191,21 +238,7 @@ impl Signer {
                 .map_err(|e| SignError::Signing(e.into()))?;
             parts.headers.insert(HOST, host);
         }
-
-        let endpoint = Endpoint::from_host(&origin.host);
-        let (service, region) = match (&client_scope, &endpoint) {
-            (Some(scope), _) => (scope.service.clone(), scope.region.clone()),
-            (
-                None,
-                Some(Endpoint {
-                    service,
-                    region: Some(region),
-                    ..
-                }),
-            ) => (service.clone(), region.clone()),
-            (None, _) => return Err(SignError::UnknownService(origin.host.to_string())),
-        };
-        let payload = Payload::choose(&parts.headers, &service, endpoint.as_ref())?;
+        let payload = Payload::choose(&parts.headers, service, endpoint)?;
 
         for name in [
             "authorization",
@@ -262,8 +295,8 @@ impl Signer {
         let identity = Identity::from(credentials.clone());
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
-            .region(&region)
-            .name(&service)
+            .region(region)
+            .name(service)
             .time(time)
             .settings(settings)
             .build()
@@ -306,8 +339,8 @@ impl Signer {
                 let signer = ChunkSigner::new(
                     credentials.secret_access_key(),
                     time,
-                    &region,
-                    &service,
+                    region,
+                    service,
                     signature,
                 );
                 let max_chunk = usize::try_from(self.max_body).unwrap_or(usize::MAX);

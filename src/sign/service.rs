@@ -16,6 +16,8 @@
 //! - endpoint prefixes whose signing name differs (`email` → `ses`,
 //!   `bedrock-runtime` → `bedrock`, `data-ats.iot` → `iotdata`, …).
 
+use crate::scope::is_region;
+
 /// An endpoint's signing name and region, as derived from its host name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
@@ -255,24 +257,6 @@ fn is_s3_label(label: &str) -> bool {
             .strip_prefix("s3-fips-")
             .or_else(|| label.strip_prefix("s3-"))
             .is_some_and(is_region)
-}
-
-/// True for region names: `us-east-1`, `us-gov-west-1`, `cn-north-1`,
-/// `us-isob-east-1`, `eusc-de-east-1`, `ap-southeast-5`.
-pub(crate) fn is_region(label: &str) -> bool {
-    let parts: Vec<&str> = label.split('-').collect();
-    let [first, middle @ .., last] = parts.as_slice() else {
-        return false;
-    };
-    (2..=4).contains(&first.len())
-        && first.bytes().all(|b| b.is_ascii_lowercase())
-        && !middle.is_empty()
-        && middle
-            .iter()
-            .all(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_lowercase()))
-        && !last.is_empty()
-        && last.len() <= 2
-        && last.bytes().all(|b| b.is_ascii_digit())
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ fn config(max_body: u64, hosts: &[&str]) -> SignConfig {
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         max_body,
         allow_clients: Vec::new(),
+        services: vec!["*".to_owned()],
     }
 }
 
@@ -73,7 +74,14 @@ async fn get_vanilla_is_signed_as_the_suite_says() {
         .body(body::empty())
         .unwrap();
     let signed = signer_with(None, 1 << 20)
-        .sign_at(req, &origin("example.amazonaws.com"), suite_time())
+        .sign_for(
+            req,
+            &origin("example.amazonaws.com"),
+            "service",
+            "us-east-1",
+            None,
+            suite_time(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -103,7 +111,14 @@ async fn session_token_replaces_the_clients() {
         .unwrap();
     let signer = signer_with(Some(SUITE_TOKEN), 1 << 20);
     let signed = signer
-        .sign_at(req, &origin("example.amazonaws.com"), suite_time())
+        .sign_for(
+            req,
+            &origin("example.amazonaws.com"),
+            "service",
+            "us-east-1",
+            None,
+            suite_time(),
+        )
         .await
         .unwrap();
     assert_eq!(header(&signed, "x-amz-security-token"), Some(SUITE_TOKEN));
@@ -124,7 +139,14 @@ async fn session_token_replaces_the_clients() {
         .body(body::empty())
         .unwrap();
     let signed = signer_with(None, 1 << 20)
-        .sign_at(req, &origin("example.amazonaws.com"), suite_time())
+        .sign_for(
+            req,
+            &origin("example.amazonaws.com"),
+            "service",
+            "us-east-1",
+            None,
+            suite_time(),
+        )
         .await
         .unwrap();
     assert_eq!(header(&signed, "x-amz-security-token"), None);
@@ -143,7 +165,14 @@ async fn body_is_hashed_and_client_signed_headers_stay_signed() {
         .body(body::full("Param1=value1"))
         .unwrap();
     let signed = signer_with(None, 1 << 20)
-        .sign_at(req, &origin("example.amazonaws.com"), suite_time())
+        .sign_for(
+            req,
+            &origin("example.amazonaws.com"),
+            "service",
+            "us-east-1",
+            None,
+            suite_time(),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -193,7 +222,12 @@ async fn s3_bodies_stream_unsigned() {
 }
 
 #[tokio::test]
-async fn service_and_region_come_from_the_client_scope_first() {
+async fn service_and_region_come_from_the_host_only() {
+    let claim = |scope: &str| {
+        format!(
+            "AWS4-HMAC-SHA256 Credential=AK/20240101/{scope}/aws4_request, SignedHeaders=host, Signature=0"
+        )
+    };
     let cases = [
         // (host, client Authorization, expected scope)
         (
@@ -207,25 +241,31 @@ async fn service_and_region_come_from_the_client_scope_first() {
             Some("/eu-west-1/ses/aws4_request"),
         ),
         (
-            "bucket.s3-accelerate.amazonaws.com",
-            Some(
-                "AWS4-HMAC-SHA256 Credential=AK/20240101/ap-south-1/s3/aws4_request, SignedHeaders=host, Signature=0",
-            ),
-            Some("/ap-south-1/s3/aws4_request"),
+            "dynamodb.us-east-1.amazonaws.com",
+            Some(claim("eu-north-1/dynamodb")),
+            Some("/us-east-1/dynamodb/aws4_request"),
         ),
         (
-            "dynamodb.us-east-1.amazonaws.com",
-            Some(
-                "AWS4-HMAC-SHA256 Credential=AK/20240101/eu-north-1/dynamodb/aws4_request, SignedHeaders=host, Signature=0",
-            ),
-            Some("/eu-north-1/dynamodb/aws4_request"),
+            "s3.us-west-2.amazonaws.com",
+            Some(claim("eu-west-1/iam")),
+            Some("/us-west-2/s3/aws4_request"),
+        ),
+        // Transfer Acceleration: only the client knows the region.
+        (
+            "bucket.s3-accelerate.amazonaws.com",
+            Some(claim("ap-south-1/s3")),
+            None,
         ),
         ("bucket.s3-accelerate.amazonaws.com", None, None),
-        ("foo.bar.amazonaws.com", Some("AWS AKID:c2lnbmF0dXJl"), None),
+        (
+            "foo.bar.amazonaws.com",
+            Some("AWS AKID:c2lnbmF0dXJl".to_owned()),
+            None,
+        ),
     ];
     for (host, auth, want) in cases {
         let mut req = Request::get("/").header("host", host);
-        if let Some(auth) = auth {
+        if let Some(auth) = &auth {
             req = req.header("authorization", auth);
         }
         let got = signer_with(None, 1 << 20)
@@ -244,6 +284,45 @@ async fn service_and_region_come_from_the_client_scope_first() {
             (got, want) => panic!("{host}: got {got:?}, want {want:?}"),
         }
     }
+}
+
+#[tokio::test]
+async fn services_outside_sign_services_are_refused() {
+    let mut config = config(1 << 20, &[]);
+    config.services = crate::config::SIGN_SERVICES
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let creds = Credentials::new("AK", "SK", None, None, "test");
+    let signer = Signer::with_provider(&config, SharedCredentialsProvider::new(creds)).unwrap();
+    for (host, service) in [
+        ("iam.amazonaws.com", "iam"),
+        ("sts.amazonaws.com", "sts"),
+        ("sts.eu-west-1.amazonaws.com", "sts"),
+        ("organizations.us-east-1.amazonaws.com", "organizations"),
+        ("portal.sso.us-east-1.amazonaws.com", "awsssoportal"),
+    ] {
+        let req = Request::get("/")
+            .header("host", host)
+            .body(body::empty())
+            .unwrap();
+        match signer.sign(req, &origin(host)).await {
+            Err(SignError::ServiceNotAllowed { service: s, .. }) => {
+                assert_eq!(s, service, "{host}")
+            }
+            other => panic!("{host}: {other:?}"),
+        }
+    }
+    let req = Request::get("/")
+        .header("host", "sqs.us-east-1.amazonaws.com")
+        .body(body::empty())
+        .unwrap();
+    assert!(
+        signer
+            .sign(req, &origin("sqs.us-east-1.amazonaws.com"))
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -426,6 +505,8 @@ async fn applies_to_follows_sign_hosts() {
         ("dynamodb.cn-north-1.amazonaws.com.cn", true, false),
         ("lambda.us-east-1.api.aws", true, false),
         ("minio.internal", false, true),
+        ("abc.execute-api.us-east-1.amazonaws.com", false, false),
+        ("fn.lambda-url.us-east-1.on.aws", false, false),
         ("example.com", false, false),
     ];
     for (host, want_default, want_custom) in cases {
@@ -447,6 +528,7 @@ async fn applies_to_follows_sign_hosts() {
         hosts: Vec::new(),
         max_body: 1,
         allow_clients: Vec::new(),
+        services: Vec::new(),
     })
     .await
     .unwrap();

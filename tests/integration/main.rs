@@ -36,4 +36,5 @@ mod readme;
 mod retry_rules;
 mod routing;
 mod shutdown;
+mod sign_scope;
 mod sign_trust;

@@ -85,6 +85,9 @@ impl Args {
         c.sign.hosts = self.sign_hosts;
         c.sign.max_body = self.sign_max_body;
         c.sign.allow_clients = self.sign_allow_clients;
+        if !self.sign_services.is_empty() {
+            c.sign.services = self.sign_services;
+        }
         crate::pattern::HostPatterns::parse(&c.sign.hosts)
             .map_err(|e| invalid(format!("--sign-hosts: {e}")))?;
 

@@ -166,6 +166,13 @@ pub struct Args {
     /// Largest non-S3 body hashed for re-signing (bytes); larger gets 413.
     #[arg(long, env = "CCNPROXY_SIGN_MAX_BODY", default_value_t = 10 << 20)]
     pub sign_max_body: u64,
+    /// Services (SigV4 signing names) signed for, repeatable, `*` = all; others get 403. Default: a data-plane list without iam, sts, sso, organizations.
+    #[arg(
+        long = "sign-services",
+        env = "CCNPROXY_SIGN_SERVICES",
+        value_delimiter = ','
+    )]
+    pub sign_services: Vec<String>,
     /// Sign only for clients in these ranges (CIDR, repeatable; the address after --trust-proxy/--trust-forwarded); --sign on a listener that is not loopback needs it.
     #[arg(
         long = "sign-allow-clients",
