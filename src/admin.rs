@@ -338,7 +338,7 @@ mod tests {
             verified: None,
             error: None,
         };
-        metrics.observe(&record);
+        metrics.observe(&record, None);
         let (_, ctype, body) = get(&admin, "/.api/http-stats").await.unwrap();
         assert_eq!(ctype, JSON);
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();

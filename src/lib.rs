@@ -178,14 +178,6 @@ pub async fn run_reporting(
         None => None,
     };
     let metrics = Arc::new(metrics);
-    // An origin the table removes takes its series along (weak: the metrics
-    // hold the upstream already).
-    let forget = Arc::downgrade(&metrics);
-    upstream.on_removed(move |origin| {
-        if let Some(metrics) = forget.upgrade() {
-            metrics.forget_origin(&origin.to_string());
-        }
-    });
     let log_stats = log.stats_reader();
     metrics.set_log_stats(move || {
         let s = log_stats();

@@ -27,8 +27,7 @@ use crate::error::{ProxyError, error_response};
 use crate::metrics::Metrics;
 use crate::rewrite::{self, CHOCON_ID};
 use crate::scope::CredentialScope;
-use crate::upstream::Timing;
-use crate::upstream::pool::Pool;
+use crate::upstream::{OriginInUse, Timing};
 
 /// Facts about the client connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -94,11 +93,10 @@ pub struct Exchange {
     /// `--body-timeout` for the client's body (`None`: no limit).
     body_timeout: Option<Duration>,
     upstream_started: Option<Instant>,
-    /// What keeps the request's origin in use (not evicted, its metric
-    /// series kept) until the request is accounted for: released after the
-    /// metrics and the log line, so that a request finishing late cannot
-    /// bring back the series of an origin removed meanwhile.
-    in_use: Option<Arc<Pool>>,
+    /// The origin entry the request went through: its series count the
+    /// request, and holding it keeps the origin from being removed until
+    /// the request is accounted for (metrics, then the log line).
+    origin: Option<OriginInUse>,
     done: bool,
 }
 
@@ -162,7 +160,7 @@ impl Exchange {
             client_body: Arc::new(BodyFault::default()),
             body_timeout: None,
             upstream_started: None,
-            in_use: None,
+            origin: None,
             done: false,
         }
     }
@@ -245,14 +243,16 @@ impl Exchange {
             t.total = upstream_end.unwrap_or(now).duration_since(start);
         }
         let record = std::mem::replace(&mut self.record, empty_record());
-        self.metrics.observe(&record);
+        let series = self.origin.as_ref().map(|entry| &*entry.series);
+        self.metrics.observe(&record, series);
         self.log.log(record);
-        self.in_use = None;
+        self.origin = None;
     }
 
-    /// Keeps the origin's `pool` in use until the request is accounted for.
-    pub fn keep_in_use(&mut self, pool: Arc<Pool>) {
-        self.in_use = Some(pool);
+    /// The request goes through `entry`: it is counted in the entry's
+    /// series, which it holds until then.
+    pub fn set_origin(&mut self, entry: OriginInUse) {
+        self.origin = Some(entry);
     }
 
     /// Marks the exchange as abandoned by the client.
@@ -348,7 +348,7 @@ pub fn log_rejected(
     record.request_id =
         String::from_utf8_lossy(rewrite::request_id(&HeaderMap::new()).as_bytes()).into_owned();
     record.error = Some(reason);
-    metrics.observe(&record);
+    metrics.observe(&record, None);
     log.log(record);
 }
 

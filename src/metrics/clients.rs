@@ -20,9 +20,11 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
-use super::capped::OTHER;
-use super::series::{CLASSES, class_index};
 use crate::accesslog::Record;
+use crate::upstream::{CLASSES, class_index};
+
+/// The label value shared by every key past `--max-client-keys`.
+pub const OTHER: &str = "other";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ClientLabels {

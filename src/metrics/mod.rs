@@ -3,25 +3,26 @@
 //! chocon-style JSON numbers (`http_stats`, `process`, for `/.api/*`).
 //!
 //! `observe` takes each finished request's `Record` (every request: errors,
-//! 499s and CONNECT tunnels too). Its cost is two map lookups under read
-//! locks (origin series, client series) plus atomic adds and a short
-//! per-histogram lock; new label values take a write lock once. Label values
-//! a client can choose are capped: origins at `MAX_ORIGINS` (`capped.rs`),
-//! client keys at `--max-client-keys` and in time by `--client-series-ttl`
-//! (`clients.rs`, served on the admin listener only), methods to a fixed
-//! list. Pools, the
-//! access log's counters and the process are read at scrape time
-//! (`scrape.rs`). The client key is `client::client_key`, which
-//! `ratelimit` uses too.
+//! 499s and CONNECT tunnels too) and the series of its origin's entry, which
+//! the request holds until it is accounted for. Its cost is one map lookup
+//! under a read lock (client series) plus atomic adds and a short
+//! per-histogram lock; a new client key takes a write lock once. Per-origin
+//! series live in the origin table's entries, bounded by `--max-origins`
+//! and removed with them; a request with no entry (refused, bad Host, the
+//! proxy's own answers, CONNECT tunnels) counts under `origin="none"`.
+//! Client keys are capped at `--max-client-keys` and in time by
+//! `--client-series-ttl` (`clients.rs`, served on the admin listener only),
+//! methods to a fixed list. The origin table, the access log's counters and
+//! the process are read at scrape time (`scrape.rs`, `origin_families.rs`).
+//! The client key is `client::client_key`, which `ratelimit` uses too.
 
-mod capped;
 pub mod client;
 mod clients;
 mod latency;
+mod origin_families;
 pub mod process;
 mod sample;
 mod scrape;
-mod series;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -33,22 +34,18 @@ use prometheus_client::registry::Registry;
 
 use crate::accesslog::Record;
 use crate::config::{ClientKey, MetricsConfig};
-use capped::Capped;
+use crate::upstream::{Finished, OriginSeries};
 use clients::Clients;
-use series::{Families, OriginSeries};
 
-pub use capped::OTHER;
 pub use client::client_key;
+pub use clients::OTHER;
 pub use latency::{HttpStats, HttpStatsReport, RequestCounts, ResponseTimes};
 pub use scrape::{LogStats, PoolCounts, PoolSnapshot, PoolSource};
 
-/// Distinct origins with series of their own (request series and pool
-/// series alike); the rest are summed under `other`. An origin the table
-/// removes (`--origin-idle-ttl`, `--max-origins`) frees its place.
-pub const MAX_ORIGINS: usize = 1000;
-
-/// The `origin` label of answers the proxy made without routing (admin
-/// endpoints, bad Host, rate limited).
+/// The `origin` label of requests that got no origin entry: answers the
+/// proxy made without routing (admin endpoints, bad Host, rate limited),
+/// hosts refused by `--allow-host`/`--deny-host`, origins refused under
+/// `--max-origins`, and CONNECT tunnels.
 pub const NO_ORIGIN: &str = "none";
 
 /// Who a `/metrics` page is for.
@@ -63,8 +60,6 @@ pub enum View {
 /// Process-wide metrics.
 pub struct Metrics {
     registry: Registry,
-    families: Families,
-    origins: Capped<OriginSeries>,
     clients: Clients,
     client_key: ClientKey,
     key_headers: Vec<HeaderName>,
@@ -94,7 +89,6 @@ impl Metrics {
     /// Empty metrics; `pools` is read at each scrape (pass the `Upstream`).
     pub fn new(config: &MetricsConfig, pools: Arc<dyn PoolSource>) -> Self {
         let mut registry = Registry::default();
-        let families = Families::register(&mut registry);
         let clients = Clients::new(
             config.max_client_keys,
             config.client_series_ttl,
@@ -108,8 +102,6 @@ impl Metrics {
         };
         Metrics {
             registry,
-            families,
-            origins: Capped::new(MAX_ORIGINS),
             clients,
             client_key: config.client_key.clone(),
             key_headers,
@@ -151,14 +143,6 @@ impl Metrics {
         let _ = self.live.log_stats.set(Box::new(read));
     }
 
-    /// Forgets the series of `origin` (`https://host:443`): the origin
-    /// table removed its state.
-    pub fn forget_origin(&self, origin: &str) {
-        if let Some(series) = self.origins.remove(origin) {
-            series.remove(&self.families);
-        }
-    }
-
     /// Counts a client connection as open until the guard is dropped.
     pub fn client_connection(&self) -> ClientConnection {
         self.live.connections.fetch_add(1, Ordering::Relaxed);
@@ -176,15 +160,20 @@ impl Metrics {
         IdleConnection(self.live.clone())
     }
 
-    /// Accounts one finished request.
-    pub fn observe(&self, record: &Record) {
-        let f = &self.families;
+    /// Accounts one finished request, into `origin`: the series of the
+    /// origin entry it held, or `None` when it got none.
+    pub fn observe(&self, record: &Record, origin: Option<&OriginSeries>) {
         // A tunnel's duration is its whole life, not a response time.
         let timed = record.method != Method::CONNECT;
-        let origin = record.origin.as_deref().unwrap_or(NO_ORIGIN);
-        self.origins
-            .get(origin, |o| OriginSeries::new(f, o))
-            .observe(f, record, timed);
+        origin.unwrap_or(&self.live.no_origin).observe(&Finished {
+            method: &record.method,
+            status: record.status,
+            bytes_received: record.bytes_received,
+            bytes_sent: record.bytes_sent,
+            duration: record.duration,
+            upstream: record.upstream.as_ref(),
+            timed,
+        });
         self.clients
             .observe(&self.client_key(record), record, timed);
         self.http

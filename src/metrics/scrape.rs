@@ -1,5 +1,5 @@
-//! Numbers read at scrape time rather than counted per request: the pools
-//! (through `PoolSource`), the access log's write counters (a hook the log
+//! Numbers read at scrape time rather than counted per request: the origin
+//! table's entries, pools and request series alike (through `PoolSource`), the access log's write counters (a hook the log
 //! fills in), open client connections, uptime and the process (`process_*`,
 //! the names every Prometheus client uses).
 
@@ -15,11 +15,11 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use tokio::time::Instant;
 
-use crate::upstream::{OriginCounts, PoolStats, Upstream};
+use crate::upstream::{OriginCounts, OriginSeries, PoolStats, Upstream};
 
-use super::process;
+use super::{NO_ORIGIN, origin_families, process};
 
-/// One pool as metrics see it.
+/// One origin's entry as metrics see it: its pool and its request series.
 #[derive(Debug, Clone, Default)]
 pub struct PoolSnapshot {
     /// `https://host:443`.
@@ -28,6 +28,8 @@ pub struct PoolSnapshot {
     pub stats: PoolStats,
     /// Event counters since the pool was created.
     pub counts: PoolCounts,
+    /// The requests counted for the origin (held by its entry).
+    pub series: Arc<OriginSeries>,
 }
 
 /// A pool's counters (`pool::Counters`), read once.
@@ -49,9 +51,10 @@ pub struct PoolCounts {
     pub requests: u64,
 }
 
-/// Where pool numbers come from (the `Upstream`; a fixed list in tests).
+/// Where per-origin numbers come from (the `Upstream`'s origin table; a
+/// fixed list in tests).
 pub trait PoolSource: Send + Sync + 'static {
-    /// Every pool, now.
+    /// Every origin's entry, now.
     fn snapshot(&self) -> Vec<PoolSnapshot>;
 
     /// The origin table's counters, if there is one.
@@ -66,10 +69,10 @@ impl PoolSource for Upstream {
     }
 
     fn snapshot(&self) -> Vec<PoolSnapshot> {
-        self.pools()
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .map(|pool| {
+        self.entries()
+            .into_iter()
+            .map(|entry| {
+                let pool = &entry.pool;
                 let c = &pool.counters;
                 let read = |a: &AtomicU64| a.load(Ordering::Relaxed);
                 PoolSnapshot {
@@ -84,6 +87,7 @@ impl PoolSource for Upstream {
                         queue_timeouts: read(&c.queue_timeouts),
                         requests: read(&c.requests),
                     },
+                    series: entry.series,
                 }
             })
             .collect()
@@ -112,6 +116,8 @@ type LogStatsFn = Box<dyn Fn() -> LogStats + Send + Sync>;
 /// State shared by `Metrics`, the collector and connection guards.
 pub(crate) struct Live {
     pub(crate) pools: Arc<dyn PoolSource>,
+    /// Requests that got no origin entry (`origin="none"`).
+    pub(crate) no_origin: OriginSeries,
     pub(crate) log_stats: OnceLock<LogStatsFn>,
     pub(crate) connections: AtomicI64,
     pub(crate) connections_total: AtomicU64,
@@ -125,6 +131,7 @@ impl Live {
     pub(crate) fn new(pools: Arc<dyn PoolSource>) -> Self {
         Live {
             pools,
+            no_origin: OriginSeries::default(),
             log_stats: OnceLock::new(),
             connections: AtomicI64::new(0),
             connections_total: AtomicU64::new(0),
@@ -156,39 +163,6 @@ fn gauge<V: EncodeGaugeValue>(
 
 fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, value: u64) -> fmt::Result {
     ConstCounter::new(value).encode(enc.encode_descriptor(name, help, None, MetricType::Counter)?)
-}
-
-/// Keeps the first `max` pools (in the given order) and sums the rest into
-/// one snapshot labelled `other`.
-fn cap_pools(mut pools: Vec<PoolSnapshot>, max: usize) -> Vec<PoolSnapshot> {
-    if pools.len() <= max {
-        return pools;
-    }
-    let rest = pools.split_off(max);
-    let mut other = PoolSnapshot {
-        origin: super::OTHER.to_owned(),
-        ..PoolSnapshot::default()
-    };
-    for p in rest {
-        let (s, c) = (&mut other.stats, &mut other.counts);
-        s.open += p.stats.open;
-        s.idle += p.stats.idle;
-        s.busy += p.stats.busy;
-        s.h2_conns += p.stats.h2_conns;
-        s.h2_streams += p.stats.h2_streams;
-        s.addrs.extend(p.stats.addrs);
-        s.ejected += p.stats.ejected;
-        s.ejections += p.stats.ejections;
-        c.handshakes += p.counts.handshakes;
-        c.connect_errors += p.counts.connect_errors;
-        c.dns_refreshes += p.counts.dns_refreshes;
-        c.retries += p.counts.retries;
-        c.queue_waits += p.counts.queue_waits;
-        c.queue_timeouts += p.counts.queue_timeouts;
-        c.requests += p.counts.requests;
-    }
-    pools.push(other);
-    pools
 }
 
 /// A pool metric: name, help, and how to read it from a snapshot.
@@ -250,7 +224,12 @@ impl Collector for Scrape {
                 origins.refused,
             )?;
         }
-        let pools = cap_pools(pools, super::MAX_ORIGINS);
+        let mut origins: Vec<origin_families::Labelled<'_>> = pools
+            .iter()
+            .map(|p| (p.origin.as_str(), &*p.series))
+            .collect();
+        origins.push((NO_ORIGIN, &live.no_origin));
+        origin_families::encode(&mut enc, &origins)?;
         let gauges: [PoolField; 7] = [
             (
                 "ccnproxy_pool_open_connections",
@@ -479,29 +458,4 @@ fn encode_process(enc: &mut DescriptorEncoder, live: &Live) -> fmt::Result {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pools_past_the_cap_are_summed_under_other() {
-        let pool = |name: &str, requests| PoolSnapshot {
-            origin: name.to_owned(),
-            counts: PoolCounts {
-                requests,
-                ..PoolCounts::default()
-            },
-            ..PoolSnapshot::default()
-        };
-        let pools = vec![pool("a", 1), pool("b", 2), pool("c", 4)];
-        let capped = cap_pools(pools.clone(), 1);
-        let got: Vec<(&str, u64)> = capped
-            .iter()
-            .map(|p| (p.origin.as_str(), p.counts.requests))
-            .collect();
-        assert_eq!(got, [("a", 1), ("other", 6)]);
-        assert_eq!(cap_pools(pools, 3).len(), 3);
-    }
 }

@@ -218,8 +218,9 @@ pub(crate) async fn send(
     req: Request<ProxyBody>,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let started = Instant::now();
-    let pool = upstream.pool(origin)?;
-    ex.keep_in_use(pool.clone());
+    let entry = upstream.origin(origin)?;
+    let pool = entry.pool.clone();
+    ex.set_origin(entry);
     let (resp, timing) = pool.send(req).await?;
     ex.upstream_answered(started, timing);
     Ok(relay(resp))

@@ -1,8 +1,9 @@
-//! The upstream client behind one narrow interface: `Upstream::pool(origin)`,
-//! then `Pool::send(request)` → response and `Timing` (the caller holds the
-//! pool until the request is accounted for). Inside: one `Pool` per origin
-//! (`pool/`) in a table bounded by `--origin-idle-ttl` and `--max-origins`
-//! (`origins.rs`), connections (`conn.rs`, GOAWAY seen on arrival in
+//! The upstream client behind one narrow interface: `Upstream::origin(origin)`
+//! holds the origin's entry (its pool and its metric series), then
+//! `Pool::send(request)` → response and `Timing` (the caller holds the entry
+//! until the request is accounted for). Inside: one entry per origin in a
+//! table bounded by `--origin-idle-ttl` and `--max-origins` (`origins.rs`),
+//! its `Pool` (`pool/`) and series (`origin_series.rs`), connections (`conn.rs`, GOAWAY seen on arrival in
 //! `goaway.rs`), DNS (`dns.rs`), TLS (`tls.rs`),
 //! per-address ejection after failed connects (`health.rs`).
 
@@ -10,17 +11,20 @@ mod conn;
 pub mod dns;
 pub(crate) mod goaway;
 pub mod health;
+mod origin_series;
 mod origins;
 pub mod pool;
 mod timing;
 pub mod tls;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub use conn::ConnectError;
 pub use dns::DnsError;
+pub use origin_series::{CLASSES, Finished, METHODS, OriginHistogram, OriginSeries, class_index};
+pub use origins::InUse;
 pub use pool::{PoolStats, UpstreamBody};
 pub use timing::{Protocol, Timing};
 
@@ -100,17 +104,25 @@ pub enum SetupError {
     Dns(#[source] hickory_resolver::net::NetError),
 }
 
-/// Told the origin whose state was just removed (metrics forget its series).
-type RemovedHook = Box<dyn Fn(&Origin) + Send + Sync>;
+/// Everything kept for one origin; removing the entry removes all of it.
+#[derive(Clone)]
+pub struct OriginEntry {
+    /// Its connections, DNS answer and learned state.
+    pub pool: Arc<Pool>,
+    /// Its request series, read by `/metrics`.
+    pub series: Arc<OriginSeries>,
+}
 
-/// All pools.
+/// A request's hold on its origin's entry (see `origins.rs`).
+pub type OriginInUse = InUse<OriginEntry>;
+
+/// The origin table and what its pools share.
 pub struct Upstream {
     shared: Arc<Shared>,
-    pools: Mutex<Table<Pool>>,
+    origins: Mutex<Table<OriginEntry>>,
     expired: AtomicU64,
     evicted: AtomicU64,
     refused: AtomicU64,
-    on_removed: OnceLock<RemovedHook>,
 }
 
 impl Upstream {
@@ -138,11 +150,10 @@ impl Upstream {
         });
         let upstream = Arc::new(Upstream {
             shared,
-            pools: Mutex::new(Table::new(pool.max_origins)),
+            origins: Mutex::new(Table::new(pool.max_origins)),
             expired: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
-            on_removed: OnceLock::new(),
         });
         let weak = Arc::downgrade(&upstream);
         let every = (pool.idle_timeout.min(pool.origin_idle_ttl) / 4)
@@ -159,20 +170,25 @@ impl Upstream {
         Ok(upstream)
     }
 
-    /// The pool of `origin`, created on first use (making room under
-    /// `--max-origins` if needed).
-    pub fn pool(&self, origin: &Origin) -> Result<Arc<Pool>, UpstreamError> {
-        let got = self.pools.lock().unwrap_or_else(|e| e.into_inner()).get(
-            origin,
-            tokio::time::Instant::now(),
-            || Pool::new(origin.clone(), self.shared.clone()),
-        );
+    fn table(&self) -> std::sync::MutexGuard<'_, Table<OriginEntry>> {
+        self.origins.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The entry of `origin`, held for one request; created on first use
+    /// (making room under `--max-origins` if needed).
+    pub fn origin(&self, origin: &Origin) -> Result<OriginInUse, UpstreamError> {
+        let got = self
+            .table()
+            .get(origin, tokio::time::Instant::now(), || OriginEntry {
+                pool: Arc::new(Pool::new(origin.clone(), self.shared.clone())),
+                series: Arc::default(),
+            });
         match got {
-            Ok((pool, removed)) => {
+            Ok((entry, removed)) => {
                 self.evicted
                     .fetch_add(removed.len() as u64, Ordering::Relaxed);
                 self.removed(removed);
-                Ok(pool)
+                Ok(entry)
             }
             Err(origins::Full) => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
@@ -183,14 +199,9 @@ impl Upstream {
         }
     }
 
-    /// Calls `hook` with each origin whose state is removed (set once).
-    pub fn on_removed(&self, hook: impl Fn(&Origin) + Send + Sync + 'static) {
-        let _ = self.on_removed.set(Box::new(hook));
-    }
-
     /// The origin table's size and counters.
     pub fn origin_counts(&self) -> OriginCounts {
-        let origins = self.pools.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let origins = self.table().len();
         OriginCounts {
             origins: origins as u64,
             expired: self.expired.load(Ordering::Relaxed),
@@ -199,14 +210,12 @@ impl Upstream {
         }
     }
 
-    /// Drops removed pools (closing their idle connections) and tells the hook.
-    fn removed(&self, removed: Removed<Pool>) {
-        for (origin, pool) in removed {
-            drop(pool);
+    /// Drops removed entries (closing their pools' idle connections, their
+    /// series leaving `/metrics` with them) outside the table's lock.
+    fn removed(&self, removed: Removed<OriginEntry>) {
+        for (origin, entry) in removed {
+            drop(entry);
             tracing::debug!(%origin, "origin state removed");
-            if let Some(hook) = self.on_removed.get() {
-                hook(&origin);
-            }
         }
     }
 
@@ -229,8 +238,8 @@ impl Upstream {
     /// Opens a connection to each prewarm origin and keeps one warm.
     pub async fn prewarm(&self) {
         for origin in &self.shared.config.prewarm {
-            let warmed = match self.pool(origin) {
-                Ok(pool) => pool.warm().await,
+            let warmed = match self.origin(origin) {
+                Ok(entry) => entry.pool.warm().await,
                 Err(err) => Err(err),
             };
             if let Err(err) = warmed {
@@ -239,27 +248,25 @@ impl Upstream {
         }
     }
 
-    /// Every pool, held weakly (upgrade one at a time: a pool held
-    /// strongly is in use and cannot be evicted).
-    pub fn pools(&self) -> Vec<std::sync::Weak<Pool>> {
-        self.pools
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
+    /// Every origin's entry now (holding them does not keep them from
+    /// being removed).
+    pub fn entries(&self) -> Vec<OriginEntry> {
+        self.table()
+            .entries()
+            .iter()
+            .map(|slot| slot.value().clone())
+            .collect()
     }
 
     /// Closes idle connections past their time, removes origins unused for
     /// `--origin-idle-ttl` and rewarms prewarm origins gone cold.
     fn sweep(self: &Arc<Self>) {
         let config = &self.shared.config;
-        // Pools are swept outside the table's lock; the snapshot must be
-        // gone before `expire`, which takes a second holder for "in use".
-        for pool in self.pools() {
-            if let Some(pool) = pool.upgrade() {
-                pool.sweep(config.origin_idle_ttl);
-            }
+        // Pools are swept outside the table's lock.
+        for entry in self.entries() {
+            entry.pool.sweep(config.origin_idle_ttl);
         }
-        let removed = self.pools.lock().unwrap_or_else(|e| e.into_inner()).expire(
+        let removed = self.table().expire(
             tokio::time::Instant::now(),
             config.origin_idle_ttl,
             &config.prewarm,
@@ -268,11 +275,12 @@ impl Upstream {
             .fetch_add(removed.len() as u64, Ordering::Relaxed);
         self.removed(removed);
         let cold: Vec<Arc<Pool>> = {
-            let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+            let table = self.table();
             config
                 .prewarm
                 .iter()
-                .filter_map(|o| pools.peek(o))
+                .filter_map(|o| table.peek(o))
+                .map(|slot| slot.value().pool.clone())
                 .collect()
         };
         for pool in cold.into_iter().filter(|p| p.stats().open == 0) {
