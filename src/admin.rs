@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
-use http::{Response, StatusCode, Uri};
+use http::header::{ACCEPT, CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Response, StatusCode, Uri};
 use serde::Serialize;
 
 use crate::body::{self, ProxyBody};
-use crate::metrics::{self, Metrics, View};
+use crate::metrics::{self, Metrics, View, text004};
 
 /// The admin endpoints (a cheap clonable handle).
 #[derive(Clone)]
@@ -83,7 +83,9 @@ impl Admin {
 
     /// The response for `uri`'s path, or `None` when it is not an admin path.
     /// `?pp=1` pretty-prints the JSON endpoints (as chocon's stats handler).
-    pub fn serve(&self, uri: &Uri) -> Option<Response<ProxyBody>> {
+    /// `/metrics` is OpenMetrics text unless `headers`' `Accept` prefers
+    /// Prometheus text 0.0.4 (`metrics/text004.rs`).
+    pub fn serve(&self, uri: &Uri, headers: &HeaderMap) -> Option<Response<ProxyBody>> {
         let pretty = has_param(uri, "pp");
         let (status, ctype, text) = match uri.path() {
             "/healthz" => {
@@ -97,11 +99,16 @@ impl Admin {
                     (StatusCode::OK, TEXT, "ok\n".to_owned())
                 }
             }
-            "/metrics" => (
-                StatusCode::OK,
-                metrics::CONTENT_TYPE,
-                self.metrics.render(self.view),
-            ),
+            "/metrics" => {
+                let accept = headers.get(ACCEPT).and_then(|v| v.to_str().ok());
+                let text = self.metrics.render(self.view);
+                if text004::wants_text_004(accept) {
+                    let text = text004::to_text_004(&text);
+                    (StatusCode::OK, text004::CONTENT_TYPE_004, text)
+                } else {
+                    (StatusCode::OK, metrics::CONTENT_TYPE, text)
+                }
+            }
             "/.api/stats" => (StatusCode::OK, JSON, json(&self.process_report(), pretty)),
             "/.api/http-stats" => (StatusCode::OK, JSON, {
                 let report = if has_param(uri, "window") {
@@ -204,7 +211,7 @@ pub async fn serve_admin(listener: tokio::net::TcpListener, admin: Admin) {
             let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                 let admin = admin.clone();
                 async move {
-                    let resp = admin.serve(req.uri()).unwrap_or_else(|| {
+                    let resp = admin.serve(req.uri(), req.headers()).unwrap_or_else(|| {
                         let mut r = Response::new(body::full("not found\n"));
                         *r.status_mut() = StatusCode::NOT_FOUND;
                         r
@@ -253,7 +260,7 @@ mod tests {
     }
 
     async fn get(admin: &Admin, uri: &str) -> Option<(StatusCode, String, String)> {
-        let resp = admin.serve(&uri.parse().unwrap())?;
+        let resp = admin.serve(&uri.parse().unwrap(), &HeaderMap::new())?;
         let status = resp.status();
         let ctype = resp.headers()[CONTENT_TYPE].to_str().unwrap().to_owned();
         let body = resp.into_body().collect().await.unwrap().to_bytes();
@@ -282,6 +289,19 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert!(ctype.starts_with("application/openmetrics-text"));
         assert!(body.contains("# TYPE ccnproxy_uptime_seconds gauge"));
+    }
+
+    #[tokio::test]
+    async fn metrics_are_text_0_0_4_when_accept_prefers_it() {
+        let (admin, _, _) = admin();
+        let mut headers = HeaderMap::new();
+        headers.insert(ACCEPT, HeaderValue::from_static("text/plain;version=0.0.4"));
+        let resp = admin.serve(&"/metrics".parse().unwrap(), &headers).unwrap();
+        assert_eq!(resp.headers()[CONTENT_TYPE], text004::CONTENT_TYPE_004);
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(body.contains("# TYPE ccnproxy_build_info gauge"), "{body}");
+        assert!(!body.contains("# EOF"));
     }
 
     #[tokio::test]

@@ -23,6 +23,7 @@ mod origin_families;
 pub mod process;
 mod sample;
 mod scrape;
+pub mod text004;
 
 use std::borrow::Cow;
 use std::sync::Arc;

@@ -146,13 +146,14 @@ impl Handler {
         }
         let outcome = match phase::check_framing(req.headers()).and(route.map_err(Into::into)) {
             Err(err) => Err(err),
-            Ok(Route::Admin) => self
-                .admin
-                .serve(req.uri())
-                .ok_or_else(|| ProxyError::NoRoute {
-                    host: ex.record.host.clone(),
-                    path: req.uri().path().to_owned(),
-                }),
+            Ok(Route::Admin) => {
+                self.admin
+                    .serve(req.uri(), req.headers())
+                    .ok_or_else(|| ProxyError::NoRoute {
+                        host: ex.record.host.clone(),
+                        path: req.uri().path().to_owned(),
+                    })
+            }
             Ok(Route::Connect { host, port }) => {
                 return self.tunnels.start(ex, &mut req, host, port, hold).await;
             }
