@@ -81,6 +81,21 @@ impl Admin {
         }
     }
 
+    /// The same endpoints as the operator's listener shows them: only
+    /// there do the metrics show who the clients are.
+    pub fn for_admin_listener(self) -> Admin {
+        Admin {
+            view: View::Admin,
+            ..self
+        }
+    }
+
+    /// Counts a connection to `--metrics-listen` refused over
+    /// `--max-admin-conns`.
+    pub fn count_refused_connection(&self) {
+        self.metrics.admin_connection_refused();
+    }
+
     /// The response for `uri`'s path, or `None` when it is not an admin path.
     /// `?pp=1` pretty-prints the JSON endpoints (as chocon's stats handler).
     /// `/metrics` is OpenMetrics text unless `headers`' `Accept` prefers
@@ -193,37 +208,14 @@ fn json(value: &impl Serialize, pretty: bool) -> String {
     text
 }
 
-/// Serves only the admin endpoints on `--metrics-listen`.
-pub async fn serve_admin(listener: tokio::net::TcpListener, admin: Admin) {
-    use hyper::service::service_fn;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    // Only the operator's listener shows who the clients are.
-    let admin = Admin {
-        view: View::Admin,
-        ..admin
-    };
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let admin = admin.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let admin = admin.clone();
-                async move {
-                    let resp = admin.serve(req.uri(), req.headers()).unwrap_or_else(|| {
-                        let mut r = Response::new(body::full("not found\n"));
-                        *r.status_mut() = StatusCode::NOT_FOUND;
-                        r
-                    });
-                    Ok::<_, std::convert::Infallible>(resp)
-                }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
+/// The admin endpoints' answer to `req` on `--metrics-listen`: 404 for
+/// any other path.
+pub fn serve_or_not_found(admin: &Admin, uri: &Uri, headers: &HeaderMap) -> Response<ProxyBody> {
+    admin.serve(uri, headers).unwrap_or_else(|| {
+        let mut r = Response::new(body::full("not found\n"));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        r
+    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@
 //! - `config`: flags, `--config` TOML and `CCNPROXY_*` → `Config`.
 //! - `listener` → `conn`: the client socket, one client connection;
 //!   `identity`: who the client is behind a balancer (PROXY protocol,
-//!   `X-Forwarded-For`).
+//!   `X-Forwarded-For`); `idle_limit`: the head and idle limit of h2c and
+//!   admin connections.
 //! - `proxy`: the request path as phases (route → admit → authorize → build
 //!   → send → respond) over a shared `proxy::Handler`; `tunnel` takes
 //!   CONNECT, `admin` the proxy's own endpoints.
@@ -25,6 +26,7 @@
 
 pub mod accesslog;
 pub mod admin;
+pub mod admin_listener;
 pub mod body;
 pub mod buffer_budget;
 pub mod config;
@@ -35,6 +37,7 @@ pub mod exchange;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+pub mod idle_limit;
 pub mod listener;
 pub mod metrics;
 pub mod origin;
@@ -248,8 +251,13 @@ pub async fn run_reporting(
     });
     tracing::info!(%local, "listening");
 
-    let admin_task = admin_bound
-        .map(|(admin_listener, _)| tokio::spawn(admin::serve_admin(admin_listener, admin)));
+    let admin_task = admin_bound.map(|(admin_listener, _)| {
+        let limits = admin_listener::AdminLimits {
+            read_timeout: config.listener.read_timeout,
+            max_conns: config.listener.max_admin_conns,
+        };
+        tokio::spawn(admin_listener::serve(admin_listener, admin, limits))
+    });
     tokio::spawn({
         let upstream = upstream.clone();
         async move { upstream.prewarm().await }

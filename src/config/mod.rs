@@ -63,6 +63,8 @@ pub struct ListenerConfig {
     pub max_client_conns: usize,
     /// Serve the admin endpoints here instead of (as well as) the main port.
     pub metrics_listen: Option<SocketAddr>,
+    /// Connections to `metrics_listen` at once (`--max-admin-conns`).
+    pub max_admin_conns: usize,
 }
 
 /// Routing settings.
@@ -451,6 +453,7 @@ impl Default for Config {
                 write_timeout: Duration::from_secs(90),
                 max_client_conns: 50_000,
                 metrics_listen: None,
+                max_admin_conns: 64,
             },
             route: RouteConfig {
                 upstream: None,

@@ -1,6 +1,7 @@
 //! Serves one client connection: HTTP/1.1, or h2c when the client opens
 //! with the HTTP/2 preface (prior knowledge), on the same socket; the read
-//! (slow headers, idle keep-alive) and write-stall timeouts; upgrades for
+//! (slow headers, idle keep-alive; for h2c, no stream open: `idle_limit`)
+//! and write-stall timeouts; upgrades for
 //! CONNECT; and the shutdown phases: while draining, HTTP/1.1 responses say
 //! `Connection: close` and an h2c connection gets GOAWAY; when stopping,
 //! every connection shuts down gracefully (idle ones close, in-flight
@@ -25,6 +26,7 @@ use tokio_io_timeout::TimeoutWriter;
 use crate::config::{LimitsConfig, ListenerConfig};
 use crate::exchange::ConnInfo;
 use crate::identity::Prefixed;
+use crate::idle_limit::{self, Guarded, IdleWatch, OpenRequests};
 use crate::proxy::Handler;
 use crate::shutdown::Phase;
 use idle_release::{ClientBody, Stream};
@@ -70,7 +72,17 @@ pub async fn serve(
     match sniff(&mut stream, listener.read_timeout).await {
         // Boxed: hyper's h2 connection is large, and every HTTP/1.1
         // connection's task would otherwise have room for it.
-        Some(true) => Box::pin(serve_h2(stream, info, service, &builders.h2, phase)).await,
+        Some(true) => {
+            Box::pin(serve_h2(
+                stream,
+                info,
+                service,
+                &builders.h2,
+                listener.read_timeout,
+                phase,
+            ))
+            .await
+        }
         Some(false) => {
             h1::serve(
                 stream,
@@ -149,33 +161,59 @@ async fn sniff(stream: &mut Stream, timeout: Duration) -> Option<bool> {
 }
 
 /// Serves h2c until the client closes or the proxy drains (GOAWAY; the
-/// streams in flight finish).
+/// streams in flight finish). A connection with no stream open for
+/// `read_timeout` (no complete HEADERS since it opened, or since its last
+/// response) gets GOAWAY and is closed, as an HTTP/1.1 connection that
+/// sends no head for that long is.
 async fn serve_h2(
     stream: Stream,
     info: ConnInfo,
     service: Arc<Handler>,
     builder: &http2::Builder<TokioExecutor>,
+    read_timeout: Duration,
     mut phase: watch::Receiver<Phase>,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-        let (service, info) = (service.clone(), info.clone());
-        Box::pin(async move {
-            let req = req.map(|b| ClientBody::new(b, None));
-            Ok::<_, Infallible>(service.handle(info, req).await)
-        })
+    let open = Arc::new(OpenRequests::default());
+    let svc = service_fn({
+        let open = open.clone();
+        move |req: http::Request<hyper::body::Incoming>| {
+            let (service, info) = (service.clone(), info.clone());
+            let guard = open.start();
+            Box::pin(async move {
+                let req = req.map(|b| ClientBody::new(b, None));
+                let resp = service.handle(info, req).await;
+                Ok::<_, Infallible>(resp.map(|b| Guarded::new(b, guard)))
+            })
+        }
     });
     let conn = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn);
+    let mut quiet = IdleWatch::new(open, read_timeout);
     let (mut asked_to_close, mut watching) = (false, true);
+    // Set when the connection was asked to close for idling.
+    let mut give_up: Option<tokio::time::Instant> = None;
     loop {
         if !asked_to_close && *phase.borrow_and_update() != Phase::Serving {
             conn.as_mut().graceful_shutdown();
             asked_to_close = true;
         }
+        let deadline = give_up.unwrap_or_else(tokio::time::Instant::now);
         tokio::select! {
             done = conn.as_mut() => return Ok(done?),
             changed = phase.changed(), if watching && !asked_to_close => {
                 watching = changed.is_ok();
+            }
+            () = quiet.quiet(), if !asked_to_close => {
+                conn.as_mut().graceful_shutdown();
+                asked_to_close = true;
+                give_up = Some(tokio::time::Instant::now() + idle_limit::GRACE);
+            }
+            () = tokio::time::sleep_until(deadline), if give_up.is_some() => {
+                if quiet.is_idle() {
+                    return Ok(());
+                }
+                // A stream came in before the GOAWAY: it finishes.
+                give_up = None;
             }
         }
     }

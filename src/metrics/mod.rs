@@ -161,6 +161,12 @@ impl Metrics {
         IdleConnection(self.live.clone())
     }
 
+    /// Counts a connection to `--metrics-listen` refused over
+    /// `--max-admin-conns`.
+    pub fn admin_connection_refused(&self) {
+        self.live.admin_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Accounts one finished request, into `origin`: the series of the
     /// origin entry it held, or `None` when it got none.
     pub fn observe(&self, record: &Record, origin: Option<&OriginSeries>) {

@@ -123,6 +123,7 @@ pub(crate) struct Live {
     pub(crate) connections_total: AtomicU64,
     pub(crate) connections_idle: AtomicI64,
     pub(crate) connections_released: AtomicU64,
+    pub(crate) admin_refused: AtomicU64,
     pub(crate) started: Instant,
     pub(crate) started_wall: SystemTime,
 }
@@ -137,6 +138,7 @@ impl Live {
             connections_total: AtomicU64::new(0),
             connections_idle: AtomicI64::new(0),
             connections_released: AtomicU64::new(0),
+            admin_refused: AtomicU64::new(0),
             started: Instant::now(),
             started_wall: SystemTime::now(),
         }
@@ -374,6 +376,12 @@ impl Collector for Scrape {
             "ccnproxy_client_connection_releases",
             "Times a quiet keep-alive client connection gave its buffers back.",
             live.connections_released.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut enc,
+            "ccnproxy_admin_connections_refused",
+            "Connections to --metrics-listen refused over --max-admin-conns.",
+            live.admin_refused.load(Ordering::Relaxed),
         )?;
         counter(
             &mut enc,

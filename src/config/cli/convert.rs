@@ -20,6 +20,7 @@ impl Args {
         c.listener.body_timeout = self.body_timeout;
         c.listener.max_client_conns = self.max_client_conns.max(1);
         c.listener.metrics_listen = self.metrics_listen;
+        c.listener.max_admin_conns = self.max_admin_conns.max(1);
 
         // chocon's defaults are empty strings: `--upstream=` means none.
         if let Some(url) = self.upstream.as_deref().filter(|u| !u.is_empty()) {

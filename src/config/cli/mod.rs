@@ -183,6 +183,9 @@ pub struct Args {
     /// Serve /metrics, /healthz and /.api/* on this address too.
     #[arg(long, env = "CCNPROXY_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Connections to --metrics-listen at once; beyond it, 503 and close.
+    #[arg(long, env = "CCNPROXY_MAX_ADMIN_CONNS", default_value_t = 64)]
+    pub max_admin_conns: usize,
     /// Per-client accounting and budget key: `auto` (verified client, else client address), `account` (verified client's AWS account, else client address), `vpce` (PROXY v2 VPC endpoint, else client address) or `header:NAME`.
     #[arg(long, env = "CCNPROXY_CLIENT_KEY", default_value = "auto", value_parser = parse_client_key)]
     pub client_key: ClientKey,

@@ -14,6 +14,7 @@ mod faults;
 mod guard;
 mod heads;
 mod hostile;
+mod idle_limits;
 mod load;
 pub mod netns;
 mod rate_limit;

@@ -143,6 +143,8 @@ impl Drop for Client {
 /// An HTTP/2 prior-knowledge (h2c) connection over plain TCP.
 pub struct H2cClient {
     sender: hyper::client::conn::http2::SendRequest<ReqBody>,
+    /// The connection's task: ends when the connection closes.
+    conn: tokio::task::JoinHandle<()>,
 }
 
 impl H2cClient {
@@ -156,8 +158,15 @@ impl H2cClient {
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                 .await
                 .expect("h2c handshake");
-        tokio::spawn(conn);
-        H2cClient { sender }
+        let conn = tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        H2cClient { sender, conn }
+    }
+
+    /// Waits until the connection is closed (by either side).
+    pub async fn closed(&mut self) {
+        let _ = (&mut self.conn).await;
     }
 
     /// Sends `req` (its URI carries the authority) and returns the response
