@@ -3,7 +3,7 @@
 //! `AccessLog` is a cheap clonable handle. `log` hands a `Record` to a queue
 //! read by one writer thread, which formats records into a batch buffer and
 //! writes whole batches: when the queue runs empty, when the batch reaches 64
-//! KiB, and at close. The queue is bounded by lines and by estimated bytes
+//! KiB, and at close. The queue is bounded by lines and by the bytes records hold
 //! (`queue`): when it is full, `--access-log-when-full block` makes `log`
 //! wait for room (nothing is lost) and `drop` drops the line, counted in
 //! `Stats::dropped`. Lines are written in the order they were queued. The
@@ -22,6 +22,7 @@
 mod equivalence;
 mod field;
 pub mod format;
+mod held;
 mod line_bytes;
 mod parse;
 mod preset;
@@ -45,7 +46,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{AccessLogConfig, LogDestination, WhenFull};
 use format::{Format, FormatError};
-use queue::{QueueLimits, Room, record_bytes};
+use queue::{QueueLimits, Room};
 pub use record::Record;
 use rotate::{RotateConfig, RotatingFile};
 use writer::{Sink, spawn_writer};
@@ -250,10 +251,10 @@ impl AccessLog {
 
     /// Queues one record. When the queue is full it waits for room
     /// (`WhenFull::Block`) or drops the line (`WhenFull::Drop`, counted).
-    pub fn log(&self, record: Record) {
+    pub fn log(&self, mut record: Record) {
         let Some(tx) = &self.inner.tx else { return };
         let shared = &self.inner.shared;
-        let bytes = record_bytes(&record);
+        let bytes = held::detach(&mut record, std::mem::size_of::<Msg>());
         if !shared.room.claim(bytes) {
             return;
         }

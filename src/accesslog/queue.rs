@@ -1,6 +1,6 @@
 //! The bound on the access-log queue: records waiting for the writer thread
-//! are limited by count (`--access-log-queue-lines`) and by an estimate of
-//! the memory they hold (`--access-log-queue-bytes`). `log` claims room
+//! are limited by count (`--access-log-queue-lines`) and by the memory
+//! they hold (`--access-log-queue-bytes`, counted by `held.rs`). `log` claims room
 //! before it queues a record and the writer releases it once the record is
 //! formatted into its batch. When there is no room, `--access-log-when-full`
 //! decides: `block` waits (the finishing request's thread waits until the
@@ -11,9 +11,6 @@
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, PoisonError};
 
-use http::HeaderMap;
-
-use super::Record;
 use super::time::unix_secs;
 use crate::config::WhenFull;
 
@@ -25,7 +22,7 @@ const DROP_WARN_SECS: i64 = 10;
 pub(super) struct QueueLimits {
     /// Records waiting at most.
     pub(super) lines: usize,
-    /// Estimated bytes held by waiting records at most.
+    /// Bytes held by waiting records at most.
     pub(super) bytes: u64,
     /// What `claim` does when either limit is reached.
     pub(super) when_full: WhenFull,
@@ -110,7 +107,7 @@ impl Room {
         self.freed.notify_all();
     }
 
-    /// Lines and estimated bytes waiting now.
+    /// Lines and the bytes they hold, waiting now.
     pub(super) fn held(&self) -> (usize, u64) {
         let held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         (held.lines, held.bytes)
@@ -152,29 +149,6 @@ impl Room {
             );
         }
     }
-}
-
-/// Estimated memory a queued record holds: the record itself plus what its
-/// strings and header maps point to.
-pub(super) fn record_bytes(record: &Record) -> u64 {
-    fn headers(map: &HeaderMap) -> usize {
-        // Each entry also costs an index slot and bucket in the map.
-        map.iter()
-            .map(|(n, v)| n.as_str().len() + v.len() + 48)
-            .sum()
-    }
-    let uri = record.uri.path_and_query().map_or(0, |p| p.as_str().len())
-        + record.uri.authority().map_or(0, |a| a.as_str().len());
-    let strings = record.host.len()
-        + record.request_id.len()
-        + record.origin.as_ref().map_or(0, String::len)
-        + record.error.as_ref().map_or(0, String::len);
-    let size = std::mem::size_of::<Record>()
-        + uri
-        + strings
-        + headers(&record.request_headers)
-        + headers(&record.response_headers);
-    size as u64
 }
 
 #[cfg(test)]
@@ -227,17 +201,5 @@ mod tests {
         r.release(10);
         assert!(waiter.join().expect("waiter"));
         assert_eq!((r.held(), r.dropped(), r.waited()), ((1, 10), 0, 1));
-    }
-
-    #[test]
-    fn record_size_grows_with_its_contents() {
-        let small = crate::accesslog::tests::sample_record();
-        let mut big = small.clone();
-        big.error = Some("x".repeat(10_000));
-        assert!(record_bytes(&small) >= std::mem::size_of::<Record>() as u64);
-        assert_eq!(
-            record_bytes(&big),
-            record_bytes(&small) + 10_000 - small.error.as_ref().map_or(0, String::len) as u64
-        );
     }
 }

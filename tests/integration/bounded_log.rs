@@ -124,11 +124,11 @@ impl Spawned {
     }
 
     /// Stops reading stdout: once the pipe (64 KiB) fills, writes block.
-    fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.reading.send_replace(false);
     }
 
-    fn resume(&self) {
+    pub(crate) fn resume(&self) {
         self.reading.send_replace(true);
     }
 

@@ -11,6 +11,7 @@ mod accesslog;
 mod bodies;
 mod bounded_buffer;
 mod bounded_log;
+mod bounded_log_memory;
 mod bounded_origins;
 mod bounded_policy;
 mod budget_trust;
