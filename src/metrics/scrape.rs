@@ -195,6 +195,30 @@ fn per_pool(
     Ok(())
 }
 
+/// `ccnproxy_pool_idle_timeout_learned_seconds{origin}`, for the pools
+/// that learned how long their origin keeps idle connections.
+fn learned_idle_timeouts(enc: &mut DescriptorEncoder, pools: &[PoolSnapshot]) -> fmt::Result {
+    let learned: Vec<_> = pools
+        .iter()
+        .filter_map(|p| Some((p.origin.as_str(), p.stats.learned_idle_timeout?)))
+        .collect();
+    if learned.is_empty() {
+        return Ok(());
+    }
+    let mut family = enc.encode_descriptor(
+        "ccnproxy_pool_idle_timeout_learned_seconds",
+        "How long the origin keeps an idle HTTP/1.1 connection, as learned from Keep-Alive or its closes; idle connections are retired a margin before it.",
+        None,
+        MetricType::Gauge,
+    )?;
+    for (origin, timeout) in learned {
+        let labels = [("origin", origin)];
+        let series = family.encode_family(&labels)?;
+        ConstGauge::new(timeout.as_secs_f64()).encode(series)?;
+    }
+    Ok(())
+}
+
 impl Collector for Scrape {
     fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
         let live = &self.0;
@@ -272,6 +296,7 @@ impl Collector for Scrape {
         for (name, help, value) in gauges {
             per_pool(&mut enc, &pools, name, help, MetricType::Gauge, value)?;
         }
+        learned_idle_timeouts(&mut enc, &pools)?;
         // Counter names without `_total`: the encoder appends it.
         let counters: [PoolField; 8] = [
             (

@@ -66,10 +66,14 @@ pub enum ConnectError {
     },
 }
 
+/// When a connection's driver task saw it end (set once): the pool learns
+/// from it how long an origin keeps idle connections.
+pub(crate) type ClosedAt = Arc<std::sync::OnceLock<Instant>>;
+
 /// The sending half of a connection.
 pub(crate) enum Sender {
-    /// HTTP/1.1: one request at a time.
-    H1(http1::SendRequest<ProxyBody>),
+    /// HTTP/1.1: one request at a time; when it ended.
+    H1(http1::SendRequest<ProxyBody>, ClosedAt),
     /// HTTP/2: clonable, many streams.
     H2(http2::SendRequest<ProxyBody>),
 }
@@ -137,10 +141,11 @@ pub(crate) async fn handshake(
             .handshake(TokioIo::new(tcp))
             .await
             .map_err(|source| ConnectError::Handshake { addr, source })?;
-        tokio::spawn(drive(conn).instrument(span));
+        let closed = ClosedAt::default();
+        tokio::spawn(drive_h1(conn, closed.clone()).instrument(span));
         let max_streams = Arc::new(AtomicUsize::new(1));
         return Ok(Opened {
-            sender: Sender::H1(sender),
+            sender: Sender::H1(sender, closed),
             connect,
             tls: Duration::ZERO,
             max_streams,
@@ -202,9 +207,10 @@ pub(crate) async fn handshake(
         .handshake(TokioIo::new(stream))
         .await
         .map_err(|source| ConnectError::Handshake { addr, source })?;
-    tokio::spawn(drive(conn).instrument(span));
+    let closed = ClosedAt::default();
+    tokio::spawn(drive_h1(conn, closed.clone()).instrument(span));
     Ok(Opened {
-        sender: Sender::H1(sender),
+        sender: Sender::H1(sender, closed),
         connect,
         tls,
         max_streams: Arc::new(AtomicUsize::new(1)),
@@ -219,6 +225,12 @@ const H2_STREAM_WINDOW: u32 = 2 << 20;
 const H2_CONN_WINDOW: u32 = 8 << 20;
 /// The largest DATA frame the origin may send.
 const H2_MAX_FRAME: u32 = 64 << 10;
+
+/// Runs an HTTP/1.1 connection until it closes, and notes when.
+async fn drive_h1<F: std::future::Future<Output = hyper::Result<()>>>(conn: F, closed: ClosedAt) {
+    drive(conn).await;
+    let _ = closed.set(Instant::now());
+}
 
 /// Runs a connection until it closes.
 async fn drive<F: std::future::Future<Output = hyper::Result<()>>>(conn: F) {

@@ -28,6 +28,7 @@ mod h1_keepalive;
 mod hardening;
 mod harness;
 mod headers;
+mod idle_learning;
 mod idle_release;
 mod observability;
 mod operator;

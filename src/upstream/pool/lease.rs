@@ -15,6 +15,11 @@ pub trait Handle {
     /// The connection can carry no new request (closed, or going away).
     fn is_closed(&self) -> bool;
 
+    /// When the connection was seen to end, if it has and that is known.
+    fn closed_at(&self) -> Option<Instant> {
+        None
+    }
+
     /// HTTP/2: streams the origin allows at once on this connection now.
     fn max_streams(&self) -> usize {
         1
@@ -97,6 +102,9 @@ pub struct PoolStats {
     pub ejected: usize,
     /// Ejections since the pool was created.
     pub ejections: u64,
+    /// The origin's idle timeout for HTTP/1.1 connections, when learned
+    /// (`idle_learning.rs`).
+    pub learned_idle_timeout: Option<Duration>,
 }
 
 /// The limits the state machine keeps.

@@ -30,6 +30,7 @@
 
 mod body;
 mod dns_answer;
+pub mod idle_learning;
 mod lease;
 mod race;
 mod replay;
@@ -52,7 +53,7 @@ use tokio::time::Instant;
 pub use body::{DoneSignal, UpstreamBody};
 pub use state::PoolStats;
 
-use super::conn::ConnSettings;
+use super::conn::{ClosedAt, ConnSettings};
 use super::dns::Dns;
 use super::goaway::{Gate, Pending};
 use super::health::{Backoff, Health};
@@ -104,9 +105,21 @@ pub struct Counters {
     pub requests: AtomicU64,
 }
 
-impl Handle for http1::SendRequest<ProxyBody> {
+/// The pool's handle on an HTTP/1.1 connection.
+pub(crate) struct H1Handle {
+    sender: http1::SendRequest<ProxyBody>,
+    /// When the driver saw the connection end.
+    closed: ClosedAt,
+}
+
+impl Handle for H1Handle {
     fn is_closed(&self) -> bool {
-        http1::SendRequest::is_closed(self)
+        self.sender.is_closed()
+    }
+
+    fn closed_at(&self) -> Option<Instant> {
+        // hyper says closed a moment before the driver task notes the time.
+        (self.closed.get().copied()).or_else(|| self.is_closed().then(Instant::now))
     }
 }
 
@@ -132,7 +145,6 @@ impl Handle for H2Handle {
     }
 }
 
-type H1Handle = http1::SendRequest<ProxyBody>;
 
 /// Retries of one request at most. Only requests the origin did not process
 /// are retried, so the bound only stops loops: an origin that refuses every
@@ -233,7 +245,7 @@ impl Pool {
             });
             let sent_at = Instant::now();
             let fut = match held.lease_mut() {
-                Lease::H1(c) => SendFut::H1(c.handle.try_send_request(req_for_send)),
+                Lease::H1(c) => SendFut::H1(c.handle.sender.try_send_request(req_for_send)),
                 Lease::H2(s) => SendFut::H2(s.handle.sender.try_send_request(req_for_send)),
             };
             let limit = self.shared.config.response_timeout;
@@ -245,6 +257,14 @@ impl Pool {
                 Some(Ok(resp)) => {
                     timing.header = sent_at.elapsed();
                     timing.total = started.elapsed();
+                    if !is_h2 {
+                        let keep_alive = resp
+                            .headers()
+                            .get("keep-alive")
+                            .and_then(|v| idle_learning::keep_alive_timeout(v.as_bytes()));
+                        self.lock()
+                            .answered(timing.header, keep_alive, Instant::now());
+                    }
                     let resp = resp.map(|body| UpstreamBody::new(body, held));
                     return Ok((resp, timing));
                 }
@@ -326,7 +346,7 @@ impl Pool {
                     let mut held = LeaseGuard::new(lease, self.clone());
                     let pending = match held.lease_mut() {
                         Lease::H1(conn) => {
-                            if conn.handle.ready().await.is_err() {
+                            if conn.handle.sender.ready().await.is_err() {
                                 // Closed by the origin while idle: never handed out.
                                 continue;
                             }

@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use super::lease::{Opened, Ticket};
 use super::state::Wake;
-use super::{H2Handle, Pool, PoolLease};
+use super::{H1Handle, H2Handle, Pool, PoolLease};
 use crate::upstream::conn::{self, ConnectError, Sender};
 use crate::upstream::{Timing, UpstreamError};
 
@@ -233,7 +233,7 @@ impl Pool {
             }
         }
         let conn = match opened.sender {
-            Sender::H1(sender) => Opened::H1(sender),
+            Sender::H1(sender, closed) => Opened::H1(H1Handle { sender, closed }),
             Sender::H2(sender) => Opened::H2(H2Handle {
                 sender,
                 max_streams: opened.max_streams,

@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::super::Protocol;
 use super::super::dns::Answer;
 use super::super::health::Health;
+use super::idle_learning::IdleLearning;
 pub use super::lease::{H1Lease, H2Lease, Handle, Lease, Limits, Opened, PoolStats, Ticket};
 use crate::policy::PolicyError;
 
@@ -111,6 +112,8 @@ pub struct Slots<H1, H2> {
     last_used: Instant,
     /// Addresses left out after failed connects.
     health: Health,
+    /// How long the origin keeps idle HTTP/1.1 connections.
+    learning: IdleLearning,
 }
 
 /// Decrements a count the state machine keeps; going below zero is a bug
@@ -143,6 +146,7 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
             warming: false,
             last_used: now,
             health: Health::default(),
+            learning: IdleLearning::default(),
         }
     }
 
@@ -469,11 +473,19 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
         self.health.tick(now);
         let limits = &self.limits;
         let current = &self.current;
+        let learning = &mut self.learning;
+        learning.forget_old(now);
+        let idle_limit = learning.idle_limit(limits.idle_timeout, now);
         let mut closed = Vec::new();
         self.idle.retain(|i| {
-            let keep = !i.conn.handle.is_closed()
+            let origin_closed = i.conn.handle.is_closed();
+            if let Some(at) = i.conn.handle.closed_at().filter(|_| origin_closed) {
+                // Closed while idle, so by the origin: how long it waited.
+                learning.closed_idle(at.saturating_duration_since(i.since), now);
+            }
+            let keep = !origin_closed
                 && current.contains(&i.conn.addr)
-                && now.duration_since(i.since) < limits.idle_timeout
+                && now.duration_since(i.since) < idle_limit
                 && now.duration_since(i.conn.created) < limits.max_conn_lifetime;
             if !keep {
                 closed.push(i.conn.addr);
@@ -537,6 +549,15 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
         (empty, wake)
     }
 
+    /// An HTTP/1.1 response head came `took` after its request went out,
+    /// with the origin's `Keep-Alive: timeout=N` if it sent one.
+    pub fn answered(&mut self, took: Duration, keep_alive: Option<Duration>, now: Instant) {
+        self.learning.answered_in(took, now);
+        if let Some(timeout) = keep_alive {
+            self.learning.told(timeout, now);
+        }
+    }
+
     /// A snapshot for metrics.
     pub fn stats(&self) -> PoolStats {
         PoolStats {
@@ -552,6 +573,7 @@ impl<H1: Handle, H2: Handle + Clone> Slots<H1, H2> {
                 .unwrap_or_default(),
             ejected: self.health.ejected(),
             ejections: self.health.ejections(),
+            learned_idle_timeout: self.learning.known(),
         }
     }
 }
