@@ -113,6 +113,7 @@ fn known_records_render_exact_counts() {
             ],
             ejected: 1,
             ejections: 3,
+            learned_idle_timeout: None,
         },
         counts: PoolCounts {
             handshakes: 4,

@@ -72,7 +72,9 @@ async fn serve(mut stream: TcpStream, seen: Arc<Seen>) {
             head.lines()
                 .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
         };
-        let length: usize = field("content-length:").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let length: usize = field("content-length:")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
         while buf.len() < head_end + length {
             let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk).await {
@@ -81,7 +83,10 @@ async fn serve(mut stream: TcpStream, seen: Arc<Seen>) {
             }
         }
         buf.drain(..head_end + length);
-        seen.seqs.lock().unwrap().push(field("x-seq:").unwrap_or_default());
+        seen.seqs
+            .lock()
+            .unwrap()
+            .push(field("x-seq:").unwrap_or_default());
         seen.changed.notify_waiters();
         let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
         if stream.write_all(answer).await.is_err() {
@@ -97,7 +102,9 @@ async fn delaying_relay(to: SocketAddr) -> SocketAddr {
     let addr = listener.local_addr().expect("relay address");
     tokio::spawn(async move {
         while let Ok((client, _)) = listener.accept().await {
-            let Ok(origin) = TcpStream::connect(to).await else { continue };
+            let Ok(origin) = TcpStream::connect(to).await else {
+                continue;
+            };
             let (client_r, client_w) = client.into_split();
             let (origin_r, origin_w) = origin.into_split();
             tokio::spawn(delayed(client_r, origin_w));
@@ -107,7 +114,10 @@ async fn delaying_relay(to: SocketAddr) -> SocketAddr {
     addr
 }
 
-async fn delayed(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf) {
+async fn delayed(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+) {
     let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Option<Vec<u8>>)>();
     let writer = tokio::spawn(async move {
         while let Some((due, bytes)) = rx.recv().await {
@@ -121,8 +131,9 @@ async fn delayed(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::t
     });
     let mut chunk = vec![0u8; 16 << 10];
     loop {
+        let read = from.read(&mut chunk).await;
         let due = Instant::now() + DELAY;
-        match from.read(&mut chunk).await {
+        match read {
             Ok(n) if n > 0 => {
                 let _ = tx.send((due, Some(chunk[..n].to_vec())));
             }
@@ -156,7 +167,13 @@ impl Seen {
 async fn post(proxy: &Proxy, seq: usize) -> u16 {
     let seq = seq.to_string();
     proxy
-        .request("POST", HOST, "/", &[("x-seq", seq.as_str())], "{\"write\":1}")
+        .request(
+            "POST",
+            HOST,
+            "/",
+            &[("x-seq", seq.as_str())],
+            "{\"write\":1}",
+        )
         .await
         .status()
         .as_u16()
@@ -187,7 +204,11 @@ async fn posts_around_the_origins_idle_timeout_all_succeed_once_it_is_learned() 
         tokio::time::sleep(Duration::from_millis(wait as u64)).await;
         statuses.push(post(&proxy, i + 1).await);
     }
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}\n{}", proxy.stderr());
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "{statuses:?}\n{}",
+        proxy.stderr()
+    );
 
     // Every POST reached the origin exactly once.
     let seqs = seen.seqs.lock().unwrap().clone();
@@ -196,7 +217,10 @@ async fn posts_around_the_origins_idle_timeout_all_succeed_once_it_is_learned() 
         *counts.entry(seq.clone()).or_default() += 1;
     }
     assert_eq!(counts.len(), gaps.len() + 1, "{seqs:?}");
-    assert!(counts.values().all(|n| *n == 1), "a POST was sent twice: {seqs:?}");
+    assert!(
+        counts.values().all(|n| *n == 1),
+        "a POST was sent twice: {seqs:?}"
+    );
 
     // The pool shows what it learned: about IDLE_CLOSE.
     let m = proxy
@@ -214,5 +238,9 @@ async fn posts_around_the_origins_idle_timeout_all_succeed_once_it_is_learned() 
             &[("origin", "http://example.test:80")],
         )
         .unwrap();
-    assert!((0.7..=1.0).contains(&learned), "learned {learned} s\n{}", m.text);
+    assert!(
+        (0.7..=1.0).contains(&learned),
+        "learned {learned} s\n{}",
+        m.text
+    );
 }

@@ -50,7 +50,10 @@ impl IdleLearning {
 
     /// The origin said `Keep-Alive: timeout=N`: it is the rule, not a bound.
     pub fn told(&mut self, timeout: Duration, now: Instant) {
-        self.timeout = Some(Seen { value: timeout, at: now });
+        self.timeout = Some(Seen {
+            value: timeout,
+            at: now,
+        });
     }
 
     /// A response head came `took` after its request was sent.

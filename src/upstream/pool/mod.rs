@@ -145,7 +145,6 @@ impl Handle for H2Handle {
     }
 }
 
-
 /// Retries of one request at most. Only requests the origin did not process
 /// are retried, so the bound only stops loops: an origin that refuses every
 /// stream above a fixed count per connection (nginx's `keepalive_requests`
