@@ -82,9 +82,12 @@ impl ProxyError {
             Self::Policy(PolicyError::Loop) => StatusCode::LOOP_DETECTED,
             Self::Policy(_)
             | Self::Upstream(UpstreamError::Refused(_))
-            | Self::Sign(SignError::ClientNotAllowed(_) | SignError::ServiceNotAllowed { .. }) => {
-                StatusCode::FORBIDDEN
-            }
+            | Self::Sign(
+                SignError::ClientNotAllowed(_)
+                | SignError::ServiceNotAllowed { .. }
+                | SignError::ClientUnverified(_),
+            ) => StatusCode::FORBIDDEN,
+            Self::Sign(SignError::BodyTimeout(_)) => StatusCode::REQUEST_TIMEOUT,
             Self::Upstream(UpstreamError::Timeout(_)) => StatusCode::GATEWAY_TIMEOUT,
             Self::Upstream(UpstreamError::PoolTimeout(_) | UpstreamError::TooManyOrigins(_))
             | Self::Sign(SignError::BufferFull { .. })

@@ -297,6 +297,9 @@ pub struct SignConfig {
     /// `--sign-allow-clients`: only clients in these ranges have requests
     /// signed (empty: any client, which only a loopback listener allows).
     pub allow_clients: Vec<IpNet>,
+    /// `--sign-client-credentials`: the keys clients sign with; the proxy
+    /// checks each client's signature before signing with its role.
+    pub client_credentials: Option<PathBuf>,
     /// `--sign-services`: signing names signed for (`*`: all).
     pub services: Vec<String>,
 }
@@ -508,6 +511,7 @@ impl Default for Config {
                 hosts: Vec::new(),
                 max_body: 10 << 20,
                 allow_clients: Vec::new(),
+                client_credentials: None,
                 services: SIGN_SERVICES.iter().map(|s| s.to_string()).collect(),
             },
             metrics: MetricsConfig {

@@ -286,6 +286,15 @@ pub fn sign(e: &SignError) -> String {
         }
         SignError::Unsupported(what) => format!("this request cannot be re-signed: {what}"),
         SignError::BadHosts(what) => format!("--sign-hosts: {what}"),
+        SignError::ClientUnverified(why) => format!(
+            "the request is not signed with a key ccnproxy knows (--sign-client-credentials): \
+             {why}"
+        ),
+        SignError::BodyTimeout(after) => format!(
+            "the request body stalled for {} while ccnproxy read it to check the signature",
+            human(*after)
+        ),
+        SignError::ClientCredentials(what) => what.clone(),
         SignError::ServiceNotAllowed { service, host } => format!(
             "{host} is the AWS service {service:?}, which ccnproxy does not sign for (not in \
              --sign-services); sign the request yourself and use forward mode"

@@ -6,7 +6,10 @@
 //!   (for h2c, `:authority`); framing that a second parser could read
 //!   differently is refused here too.
 //! - **authenticate**: a request the proxy would sign comes from a client
-//!   allowed to have it signed (`--sign-allow-clients`).
+//!   allowed to have it signed (`--sign-allow-clients`) and, with
+//!   `--sign-client-credentials`, carries the client's own valid signature
+//!   (`sign::Signer::verify_client`; the `VerifiedClient` it leaves in the
+//!   request's extensions keys the budget).
 //! - **admit**: the client's request budget (`--rate-limit`).
 //! - **authorize**: loop detection, host patterns, target length.
 //! - **build**: the upstream request: hop-by-hop headers out, Host, the
@@ -120,7 +123,7 @@ impl Handler {
     }
 
     /// Handles one request; never fails (errors become responses).
-    pub async fn handle<B>(&self, info: ConnInfo, mut req: Request<B>) -> Response<ProxyBody>
+    pub async fn handle<B>(&self, info: ConnInfo, req: Request<B>) -> Response<ProxyBody>
     where
         B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
@@ -136,6 +139,32 @@ impl Handler {
         if let Err(err) = phase::authenticate(self.signer.as_deref(), &route, peer) {
             return ex.respond_error(err);
         }
+        // `--sign-client-credentials`: the client's own signature is checked
+        // before anything is spent on it, budgets included.
+        if let (Some(signer), Ok(Route::Proxy { origin, .. })) = (self.signer.as_deref(), &route)
+            && signer.verifies_clients()
+            && signer.applies_to(origin)
+        {
+            return match signer.verify_client(req, self.body_timeout).await {
+                Ok(req) => self.admitted(ex, route, req, hold).await,
+                Err(err) => ex.respond_error(err.into()),
+            };
+        }
+        self.admitted(ex, route, req, hold).await
+    }
+
+    /// admit → the route's work, for a request past authentication.
+    async fn admitted<B>(
+        &self,
+        mut ex: Exchange,
+        route: Result<Route, crate::route::RouteError>,
+        mut req: Request<B>,
+        hold: Option<Arc<crate::exchange::ConnHold>>,
+    ) -> Response<ProxyBody>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         // A client the signer verified is named by that, and only that, from
         // here on: budgets and per-client series key on it (`client_key`).
         ex.record.verified = req.extensions().get::<VerifiedClient>().cloned();

@@ -2,8 +2,8 @@
 //! can tell apart from the rest of the network.
 //!
 //! - `check_listener`: `--sign` on a listener that is not loopback-only needs
-//!   client authentication (`--sign-allow-clients`), or the proxy does not
-//!   start.
+//!   client authentication (`--sign-allow-clients`,
+//!   `--sign-client-credentials`), or the proxy does not start.
 //! - `ClientGate`: a signed request from an address outside
 //!   `--sign-allow-clients` is refused (the address is the client's after
 //!   PROXY protocol and `--trust-forwarded`, as the access log shows it).
@@ -23,13 +23,13 @@ pub fn check_listener(config: &SignConfig, listen: SocketAddr) -> Result<(), Str
     }
     Err(format!(
         "--sign on {listen}, which is not loopback-only, would sign for anyone who can \
-         connect; add --sign-allow-clients CIDR (the clients' addresses), or listen on \
-         127.0.0.1"
+         connect; add --sign-client-credentials FILE (clients' keys) or \
+         --sign-allow-clients CIDR (the clients' addresses), or listen on 127.0.0.1"
     ))
 }
 
 fn has_client_auth(config: &SignConfig) -> bool {
-    !config.allow_clients.is_empty()
+    !config.allow_clients.is_empty() || config.client_credentials.is_some()
 }
 
 /// The client checks made before a request is signed.

@@ -35,6 +35,16 @@ pub enum SignError {
     /// error: SigV4a streaming, an unknown `x-amz-content-sha256` kind).
     #[error("cannot re-sign: {0}")]
     Unsupported(String),
+    /// The client's own signature did not check out against
+    /// `--sign-client-credentials` (missing, wrong, expired, unknown key).
+    #[error("client signature not verified: {0}")]
+    ClientUnverified(String),
+    /// The body to hash for checking a client's signature stalled.
+    #[error("no request body bytes within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// `--sign-client-credentials` could not be read (a startup error).
+    #[error("{0}")]
+    ClientCredentials(String),
     /// The client's address is outside `--sign-allow-clients`.
     #[error("client {0} is not in --sign-allow-clients")]
     ClientNotAllowed(std::net::IpAddr),

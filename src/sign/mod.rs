@@ -34,17 +34,23 @@
 //!     `Expect: 100-continue` is let through first (the proxy accepts it on
 //!     the origin's behalf: the head cannot leave before the hash is known).
 //! - Pre-signed URLs (`X-Amz-Signature`, or SigV2 `Signature` in the query)
-//!   carry their own authority and pass unchanged.
+//!   carry their own authority and pass unchanged. With
+//!   `--sign-client-credentials` the client's signature (either form) is
+//!   checked first (`verify.rs`); a verified pre-signed URL loses its
+//!   signature parameters there and is signed here like any request.
 //!
 //! Credentials come from the standard chain, cached (`credentials.rs`).
 //! Nothing here logs a secret or a signature.
 
 mod chunked;
+mod client_keys;
 mod clients;
 mod credentials;
 mod errors;
+mod headers;
 mod service;
 mod services;
+mod verify;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -57,15 +63,17 @@ use aws_sigv4::http_request::{
 use aws_smithy_runtime_api::client::identity::Identity;
 use bytes::{Bytes, BytesMut};
 use http::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, HOST};
-use http::{HeaderMap, HeaderName, HeaderValue, Request};
+use http::{HeaderMap, HeaderValue, Request};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 
 pub use chunked::{ChunkSigner, Resigned};
+use client_keys::ClientKeys;
 use clients::ClientGate;
 pub use clients::check_listener;
 pub use credentials::CredentialsCache;
 pub use errors::SignError;
+use headers::{is_presigned, signable_headers, signed_headers};
 pub use service::Endpoint;
 use services::ServiceList;
 
@@ -87,6 +95,7 @@ pub struct Signer {
     clients: ClientGate,
     services: ServiceList,
     customer: CustomerHosts,
+    client_keys: Option<ClientKeys>,
 }
 
 impl Signer {
@@ -104,6 +113,7 @@ impl Signer {
                 clients: ClientGate::default(),
                 services: ServiceList::default(),
                 customer: CustomerHosts::default(),
+                client_keys: None,
             });
         }
         let signer = Self::with_cache(config, CredentialsCache::default_chain().await)?;
@@ -139,6 +149,10 @@ impl Signer {
             clients: ClientGate::new(config),
             services: ServiceList::new(&config.services),
             customer: CustomerHosts::new(&CUSTOMER_HOST_PATTERNS).map_err(SignError::BadHosts)?,
+            client_keys: match &config.client_credentials {
+                Some(path) => Some(ClientKeys::load(path).map_err(SignError::ClientCredentials)?),
+                None => None,
+            },
         })
     }
 
@@ -251,8 +265,13 @@ impl Signer {
 
         let credentials = cache.credentials().await.map_err(SignError::Credentials)?;
 
+        // Hashed already when the client's signature was checked.
+        let prehashed = parts
+            .extensions
+            .get::<verify::HashedBody>()
+            .map(|h| h.0.clone());
         let (body, hashed) = match payload {
-            Payload::Hashed { .. } => {
+            Payload::Hashed { .. } if prehashed.is_none() => {
                 // Refused before the client is asked for the body.
                 let held = self.reserve(&parts.headers, &body)?;
                 // `Expect: 100-continue`: the proxy accepts the body on the
@@ -267,6 +286,12 @@ impl Signer {
         };
         let signable_body = match (&payload, &hashed) {
             (_, Some((bytes, _))) => SignableBody::Bytes(bytes),
+            (Payload::Hashed { .. }, None) if prehashed.is_some() => {
+                if let Some(signal) = parts.extensions.get::<body::ContinueSignal>() {
+                    signal.0.notify_one();
+                }
+                SignableBody::Precomputed(prehashed.clone().unwrap_or_default())
+            }
             (Payload::Unsigned, _) => SignableBody::UnsignedPayload,
             (Payload::StreamingUnsignedTrailer, _) => SignableBody::StreamingUnsignedPayloadTrailer,
             (Payload::SignedChunks { trailer: true }, _) => {
@@ -492,92 +517,6 @@ impl Payload {
             Self::StreamingUnsignedTrailer | Self::SignedChunks { .. }
         )
     }
-}
-
-/// Headers never signed: changed on the way by proxies or clients, or
-/// produced by the signing itself.
-const NEVER_SIGNED: [&str; 16] = [
-    "authorization",
-    "user-agent",
-    "x-amzn-trace-id",
-    "expect",
-    "connection",
-    "keep-alive",
-    "proxy-authorization",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "via",
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "forwarded",
-];
-
-/// The `(name, value)` pairs to sign.
-fn signable_headers<'a>(
-    headers: &'a HeaderMap,
-    client_signed: &[String],
-) -> Result<Vec<(&'a str, &'a str)>, SignError> {
-    let mut out = Vec::new();
-    for (name, value) in headers {
-        if !is_signed(name, client_signed) {
-            continue;
-        }
-        let value = value.to_str().map_err(|_| {
-            SignError::Unsupported(format!(
-                "header {name} has a value that is not visible ASCII and cannot be signed"
-            ))
-        })?;
-        out.push((name.as_str(), value));
-    }
-    Ok(out)
-}
-
-fn is_signed(name: &HeaderName, client_signed: &[String]) -> bool {
-    let name = name.as_str();
-    if NEVER_SIGNED.contains(&name) || name.starts_with("x-chocon-") {
-        return false;
-    }
-    name == "host"
-        || name.starts_with("x-amz-")
-        || name == "content-type"
-        || name == "content-md5"
-        || client_signed.iter().any(|s| s == name)
-}
-
-/// The `SignedHeaders=a;b;c` list of a SigV4 `Authorization` value.
-fn signed_headers(authorization: &[u8]) -> Vec<String> {
-    let Ok(value) = std::str::from_utf8(authorization) else {
-        return Vec::new();
-    };
-    let Some(start) = value.find("SignedHeaders=") else {
-        return Vec::new();
-    };
-    let list = value[start + "SignedHeaders=".len()..]
-        .split([',', ' '])
-        .next()
-        .unwrap_or("");
-    list.split(';')
-        .filter(|s| !s.is_empty())
-        .map(|s| s.to_ascii_lowercase())
-        .collect()
-}
-
-/// True for pre-signed URLs: SigV4 `X-Amz-Signature` or SigV2 `Signature`
-/// with `AWSAccessKeyId` in the query.
-fn is_presigned(uri: &http::Uri) -> bool {
-    let Some(query) = uri.query() else {
-        return false;
-    };
-    let has = |param: &str| {
-        query.split('&').any(|pair| {
-            let name = pair.split('=').next().unwrap_or("");
-            name.eq_ignore_ascii_case(param)
-        })
-    };
-    has("X-Amz-Signature") || (has("Signature") && has("AWSAccessKeyId"))
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ fn config(max_body: u64, hosts: &[&str]) -> SignConfig {
         hosts: hosts.iter().map(|h| h.to_string()).collect(),
         max_body,
         allow_clients: Vec::new(),
+        client_credentials: None,
         services: vec!["*".to_owned()],
     }
 }
@@ -528,6 +529,7 @@ async fn applies_to_follows_sign_hosts() {
         hosts: Vec::new(),
         max_body: 1,
         allow_clients: Vec::new(),
+        client_credentials: None,
         services: Vec::new(),
     })
     .await

@@ -9,7 +9,7 @@ import zlib
 
 import pytest
 from botocore.exceptions import ClientError
-from conftest import WRONG, access_key_of, boto_client
+from conftest import WRONG, Credentials, access_key_of, boto_client
 from scenarios import (
     assert_all_reached,
     assert_multipart_with_continue,
@@ -215,3 +215,29 @@ def test_with_sign_s3_keys_that_need_escaping(start_proxy, moto, credentials, tl
         assert s3.get_object(Bucket="ccn-escaping", Key=key)["Body"].read() == key.encode()
         s3.delete_object(Bucket="ccn-escaping", Key=key)
     s3.delete_bucket(Bucket="ccn-escaping")
+
+
+def test_with_sign_client_credentials_only_known_clients_are_re_signed(start_proxy, cli, moto, credentials, tmp_path):
+    """`--sign --sign-client-credentials`: the CLI signing with a key from the
+    file goes through, re-signed with the proxy's; any other client gets
+    403 from the proxy and moto sees nothing."""
+    client = Credentials("AKIDTEAMA0000000000", "team-a-secret/0000000000000000000000000")
+    keys = tmp_path / "clients"
+    keys.write_text(f"# teams\n{client.access_key} {client.secret_key} team-a\n")
+    proxy = start_proxy("--sign", "--sign-client-credentials", str(keys), credentials=credentials)
+    ddb = host_endpoint("dynamodb.us-east-1.amazonaws.com", proxy)
+    s3 = host_endpoint("s3.amazonaws.com", proxy)
+    moto.forget()
+    done = cli.run(["dynamodb", "list-tables", "--endpoint-url", ddb], cli.env(client, resolve=LABEL))
+    assert "TableNames" in done.stdout
+    assert_all_reached(moto.seen(), "dynamodb.us-east-1.amazonaws.com", credentials.access_key)
+    moto.forget()
+    cli.run(["s3api", "list-buckets", "--endpoint-url", s3], cli.env(client, resolve=LABEL))
+    assert_all_reached(moto.seen(), "s3.amazonaws.com", credentials.access_key)
+
+    moto.forget()
+    for env, extra in ((cli.env(WRONG, resolve=LABEL), []), (cli.env(client, resolve=LABEL), ["--no-sign-request"])):
+        done = cli.run(["dynamodb", "list-tables", "--endpoint-url", ddb, *extra], env, check=False)
+        assert done.returncode != 0, done.stdout
+        assert "403" in done.stderr or "sign-client-credentials" in done.stderr, done.stderr
+    assert moto.seen() == [], "a request that failed verification reached moto"

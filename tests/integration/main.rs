@@ -40,3 +40,4 @@ mod routing;
 mod shutdown;
 mod sign_scope;
 mod sign_trust;
+mod sign_verify;

@@ -86,6 +86,7 @@ impl Args {
         c.sign.hosts = self.sign_hosts;
         c.sign.max_body = self.sign_max_body;
         c.sign.allow_clients = self.sign_allow_clients;
+        c.sign.client_credentials = self.sign_client_credentials;
         if !self.sign_services.is_empty() {
             c.sign.services = self.sign_services;
         }

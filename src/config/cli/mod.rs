@@ -173,6 +173,9 @@ pub struct Args {
         value_delimiter = ','
     )]
     pub sign_services: Vec<String>,
+    /// Clients' access keys, `ACCESS_KEY_ID SECRET [NAME]` a line: a client's own SigV4 signature must match one before the proxy signs.
+    #[arg(long, env = "CCNPROXY_SIGN_CLIENT_CREDENTIALS")]
+    pub sign_client_credentials: Option<PathBuf>,
     /// Sign only for clients in these ranges (CIDR, repeatable; the address after --trust-proxy/--trust-forwarded); --sign on a listener that is not loopback needs it.
     #[arg(
         long = "sign-allow-clients",
