@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::accept_backoff::AcceptBackoff;
 use crate::admin::{self, Admin};
 use crate::idle_limit::{self, Guarded, IdleWatch, OpenRequests};
 
@@ -30,9 +31,18 @@ pub struct AdminLimits {
 pub async fn serve(listener: TcpListener, admin: Admin, limits: AdminLimits) {
     let admin = admin.for_admin_listener();
     let slots = Arc::new(Semaphore::new(limits.max_conns.max(1)));
+    let mut backoff = AcceptBackoff::default();
     loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => {
+                backoff.succeeded("admin");
+                stream
+            }
+            Err(err) => {
+                // EMFILE and friends: back off instead of spinning.
+                tokio::time::sleep(backoff.failed("admin", &err)).await;
+                continue;
+            }
         };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             admin.count_refused_connection();

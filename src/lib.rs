@@ -24,6 +24,7 @@
 
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod accept_backoff;
 pub mod accesslog;
 pub mod admin;
 pub mod admin_listener;

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tracing::Instrument;
 
+use crate::accept_backoff::AcceptBackoff;
 use crate::config::{IdentityConfig, LimitsConfig, ListenerConfig};
 use crate::exchange::{ConnHold, ConnInfo};
 use crate::proxy::Handler;
@@ -78,6 +79,7 @@ pub async fn accept_loop(
     let slots = Arc::new(Semaphore::new(config.max_client_conns));
     let local_port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
     let config = Arc::new(config);
+    let mut backoff = AcceptBackoff::default();
     tokio::pin!(stop);
     loop {
         let (stream, peer) = tokio::select! {
@@ -85,12 +87,17 @@ pub async fn accept_loop(
             // Reap finished connections so the set stays small.
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             accepted = listener.accept() => match accepted {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    backoff.succeeded("client");
+                    pair
+                }
                 Err(err) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = &err as &dyn std::error::Error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
+                    let wait = backoff.failed("client", &err);
+                    tokio::select! {
+                        () = &mut stop => break,
+                        () = tokio::time::sleep(wait) => continue,
+                    }
                 }
             },
         };

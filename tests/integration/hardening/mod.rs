@@ -8,6 +8,7 @@
 //! nothing but `lo`, and a guard that fails open cannot send a packet off the
 //! machine.
 
+mod accept_backoff;
 mod body_timeout;
 mod conn_limit;
 mod faults;
