@@ -1,6 +1,8 @@
 //! Which headers the proxy's signature covers, and what the client's
 //! signature said about them.
 
+use std::collections::HashSet;
+
 use http::{HeaderMap, HeaderName};
 
 use super::SignError;
@@ -29,7 +31,7 @@ const NEVER_SIGNED: [&str; 16] = [
 /// The `(name, value)` pairs to sign.
 pub(super) fn signable_headers<'a>(
     headers: &'a HeaderMap,
-    client_signed: &[String],
+    client_signed: &HashSet<String>,
 ) -> Result<Vec<(&'a str, &'a str)>, SignError> {
     let mut out = Vec::new();
     for (name, value) in headers {
@@ -46,7 +48,7 @@ pub(super) fn signable_headers<'a>(
     Ok(out)
 }
 
-fn is_signed(name: &HeaderName, client_signed: &[String]) -> bool {
+fn is_signed(name: &HeaderName, client_signed: &HashSet<String>) -> bool {
     let name = name.as_str();
     if NEVER_SIGNED.contains(&name) || name.starts_with("x-chocon-") {
         return false;
@@ -55,16 +57,18 @@ fn is_signed(name: &HeaderName, client_signed: &[String]) -> bool {
         || name.starts_with("x-amz-")
         || name == "content-type"
         || name == "content-md5"
-        || client_signed.iter().any(|s| s == name)
+        || client_signed.contains(name)
 }
 
-/// The `SignedHeaders=a;b;c` list of a SigV4 `Authorization` value.
-pub(super) fn signed_headers(authorization: &[u8]) -> Vec<String> {
+/// The `SignedHeaders=a;b;c` list of a SigV4 `Authorization` value, as a
+/// set: each header is looked up once, so a long list costs no more than
+/// its length.
+pub(super) fn signed_headers(authorization: &[u8]) -> HashSet<String> {
     let Ok(value) = std::str::from_utf8(authorization) else {
-        return Vec::new();
+        return HashSet::new();
     };
     let Some(start) = value.find("SignedHeaders=") else {
-        return Vec::new();
+        return HashSet::new();
     };
     let list = value[start + "SignedHeaders=".len()..]
         .split([',', ' '])

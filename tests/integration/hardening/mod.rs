@@ -14,6 +14,7 @@ mod conn_limit;
 mod faults;
 mod guard;
 mod heads;
+mod heavy_heads;
 mod hostile;
 mod idle_limits;
 mod load;
