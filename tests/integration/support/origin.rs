@@ -730,7 +730,13 @@ where
             }
         }
     } else {
-        let mut conn = pin!(http1::Builder::new().serve_connection(io, service));
+        // More header lines than hyper's default 100: the proxy forwards
+        // heads of up to --max-header-bytes from h2c clients.
+        let mut conn = pin!(
+            http1::Builder::new()
+                .max_headers(4096)
+                .serve_connection(io, service)
+        );
         loop {
             tokio::select! {
                 _ = conn.as_mut() => break,
