@@ -66,7 +66,13 @@ async fn worst_case_heads_are_answered() {
     headers.push(("x-amz-content-sha256", "UNSIGNED-PAYLOAD"));
     let mut c = Client::connect(proxy.addr).await;
     let resp = c
-        .send(client::request("GET", &host, "/flood", &headers, client::empty()))
+        .send(client::request(
+            "GET",
+            &host,
+            "/flood",
+            &headers,
+            client::empty(),
+        ))
         .await
         .expect("an answer to the Connection flood");
     assert_eq!(resp.status(), 200, "{}", resp.text());
@@ -93,7 +99,13 @@ async fn worst_case_heads_are_answered() {
     headers.push(("authorization", &authorization));
     headers.push(("x-amz-content-sha256", "UNSIGNED-PAYLOAD"));
     let resp = c
-        .send(client::request("GET", &host, "/signed", &headers, client::empty()))
+        .send(client::request(
+            "GET",
+            &host,
+            "/signed",
+            &headers,
+            client::empty(),
+        ))
         .await
         .expect("an answer to the long SignedHeaders");
     assert_eq!(resp.status(), 200, "{}", resp.text());
