@@ -118,6 +118,7 @@ fn signer() -> Signer {
             hosts: Vec::new(),
             max_body: 1 << 20,
             allow_clients: Vec::new(),
+            client_credentials: None,
             services: vec!["*".to_owned()],
         },
         SharedCredentialsProvider::new(creds),
