@@ -5,6 +5,8 @@
 //! request is charged to its client address (here set by a trusted
 //! `X-Forwarded-For`, as a balancer would). The series that name clients are
 //! the operator's, served on the admin listener only, and they expire.
+//! A client verified with `--sign-client-credentials` is one budget from
+//! every address.
 
 use crate::support::admin::METRICS_LISTEN;
 use crate::support::{Origin, Proxy};
@@ -152,4 +154,47 @@ async fn client_series_expire_after_the_ttl() {
         "{}",
         m.text
     );
+}
+
+#[tokio::test]
+async fn a_verified_client_is_one_budget_whatever_its_address() {
+    use crate::bounded_log::Spawned;
+    use crate::sign_verify::{BODY, KEY, SECRET, signed_request};
+    use crate::support::client::Client;
+
+    let origin = Origin::tls_http1()
+        .name("dynamodb.us-east-1.amazonaws.com")
+        .echo()
+        .start()
+        .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("clients");
+    std::fs::write(&file, format!("{KEY} {SECRET} team-a\n")).expect("write");
+    let file = file.to_str().expect("utf-8").to_owned();
+    let args = origin.proxy_args_with(&[
+        "--sign",
+        "--sign-client-credentials",
+        &file,
+        "--trust-forwarded",
+        "127.0.0.1/32",
+        "--rate-limit",
+        "1/m",
+        "--rate-burst",
+        "0",
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let proxy = Spawned::start_with_env(&args, &crate::sign_trust::AWS_ENV).await;
+    let mut c = Client::connect(proxy.addr).await;
+    let from = |address: &'static str| {
+        let mut req = signed_request(KEY, SECRET, std::time::SystemTime::now(), BODY);
+        req.headers_mut()
+            .insert("x-forwarded-for", http::HeaderValue::from_static(address));
+        req
+    };
+    let first = c.send(from("198.51.100.1")).await.expect("response");
+    assert_eq!(first.status(), 200, "{}", first.text());
+    // Another address, the same verified client: the same budget, spent.
+    let second = c.send(from("203.0.113.2")).await.expect("response");
+    assert_eq!(second.status(), 429, "{}", second.text());
+    assert_eq!(origin.requests(), 1);
 }

@@ -20,10 +20,10 @@ use crate::support::{Origin, RequestSeen};
 
 const NAME: &str = "dynamodb.us-east-1.amazonaws.com";
 const HOST: &str = "dynamodb.us-east-1.amazonaws.com.ccnproxy-https";
-const KEY: &str = "AKIDTEAMA0000000000";
-const SECRET: &str = "team-a-secret/000000000000000000000000";
+pub(crate) const KEY: &str = "AKIDTEAMA0000000000";
+pub(crate) const SECRET: &str = "team-a-secret/000000000000000000000000";
 const PROXY_SECRET: &str = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
-const BODY: &str = "{\"Limit\":1}";
+pub(crate) const BODY: &str = "{\"Limit\":1}";
 
 /// SigV4 signature of `method /` with `headers` (lowercase names) and
 /// `body`, for dynamodb in us-east-1, as `key`/`secret` at `time`: the
@@ -62,7 +62,7 @@ fn sigv4(
 
 /// A DynamoDB call signed by `key`/`secret` at `time`; `sent` is the body
 /// that goes (the one signed is `BODY`).
-fn signed_request(
+pub(crate) fn signed_request(
     key: &str,
     secret: &str,
     time: SystemTime,
