@@ -18,7 +18,9 @@
 //! live tokio tasks (`/.api/stats`), pools (`/metrics`), requests done and
 //! failed. Then: RSS at the end of warm-up (the first fifth, at least 30 s)
 //! and at the end, and the least-squares slope of RSS after warm-up and over
-//! the second half.
+//! the second half; then RSS and the heap in use (`/metrics`) when the
+//! traffic stops and `SOAK_SETTLE` seconds (default 60) later, the burst's
+//! memory given back or not.
 // One crate of bench support: `pub` in its modules means shared between
 // its files, so the library's `unreachable_pub` rule does not apply.
 #![allow(unreachable_pub)]
@@ -46,6 +48,8 @@ struct Soak {
     rate: u64,
     names: usize,
     every: u64,
+    /// Seconds to wait after the traffic before the last RSS and heap.
+    settle: u64,
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -66,6 +70,7 @@ fn main() {
         rate: env_or("SOAK_RATE", 400).max(1),
         names: env_or("SOAK_NAMES", 20_000).max(ACTIVE as u64) as usize,
         every: env_or("SOAK_EVERY", 5).max(1),
+        settle: env_or("SOAK_SETTLE", 60),
     };
     let runtime = support::runtime();
     if let Err(err) = runtime.block_on(run(&soak)) {
@@ -228,6 +233,26 @@ async fn run(soak: &Soak) -> Res<()> {
         "slope over the second half ({half:.0} s on): {:.1} KiB/min",
         slope(&second) * 60.0
     );
+    // The traffic was the burst: with no request left, origin state expires
+    // (`--origin-idle-ttl 30s`); a minute on, how much of what the burst
+    // took does the process still hold?
+    let settle = Duration::from_secs(soak.settle);
+    println!(
+        "at the end of traffic: RSS {} KiB, heap in use {} KiB",
+        status_value(proxy.pid, "VmRSS:").unwrap_or(0),
+        heap_in_use(proxy.addr).await.unwrap_or(-1) >> 10
+    );
+    tokio::time::sleep(settle).await;
+    let (rss, heap) = (
+        status_value(proxy.pid, "VmRSS:").unwrap_or(0),
+        heap_in_use(proxy.addr).await.unwrap_or(-1) >> 10,
+    );
+    println!(
+        "{} s after the traffic ended: RSS {rss} KiB, heap in use {heap} KiB \
+         (aim: RSS within 1.5 x heap + 32 MiB = {} KiB)",
+        soak.settle,
+        heap * 3 / 2 + (32 << 10)
+    );
     let tail = proxy.stderr_tail();
     if !tail.is_empty() {
         println!("ccnproxy stderr (last lines): {}", tail.join(" | "));
@@ -298,6 +323,16 @@ async fn admin_numbers(proxy: SocketAddr) -> Res<(i64, i64)> {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(-1);
     Ok((tasks, pools))
+}
+
+/// `ccnproxy_heap_allocated_bytes` of `/metrics` (glibc builds).
+async fn heap_in_use(proxy: SocketAddr) -> Res<i64> {
+    let metrics = admin_get(proxy, "/metrics").await?;
+    Ok(metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ccnproxy_heap_allocated_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(-1, |v| v as i64))
 }
 
 /// Least-squares slope of `(seconds, KiB)` samples, KiB per second.

@@ -40,6 +40,7 @@ pub mod fuzzing;
 pub mod identity;
 pub mod idle_limit;
 pub mod listener;
+pub mod memory_trim;
 pub mod metrics;
 pub mod origin;
 pub mod pattern;
@@ -263,6 +264,8 @@ pub async fn run_reporting(
         let upstream = upstream.clone();
         async move { upstream.prewarm().await }
     });
+    // Memory freed after a burst goes back to the OS.
+    memory_trim::spawn();
 
     let (phase, phase_rx) = tokio::sync::watch::channel(shutdown::Phase::Serving);
     let drain_delay = config.process.drain_delay;

@@ -35,6 +35,22 @@ pub(crate) fn malloc_heap() -> Option<(u64, u64)> {
     }
 }
 
+/// Hands the free pages of every malloc arena back to the OS (glibc's
+/// `malloc_trim(0)`); true when some were. Nothing where malloc is not
+/// glibc's.
+pub(crate) fn malloc_trim() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim takes a size and only locks and walks
+        // malloc's own arenas; any thread may call it at any time.
+        unsafe { libc::malloc_trim(0) == 1 }
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 #[cfg(all(test, target_os = "linux", target_env = "gnu"))]
 mod tests {
     #[test]
