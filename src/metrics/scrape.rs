@@ -240,13 +240,13 @@ impl Collector for Scrape {
             counter(
                 &mut enc,
                 "ccnproxy_origins_evicted",
-                "Idle origins removed to make room under --max-origins.",
+                "Origins unused for --origin-idle-ttl removed to make room under --max-origins.",
                 origins.evicted,
             )?;
             counter(
                 &mut enc,
                 "ccnproxy_origins_refused",
-                "Requests refused with 503 because --max-origins origins were all in use.",
+                "Requests refused with 503 because --max-origins origins were all in use or used within --origin-idle-ttl.",
                 origins.refused,
             )?;
         }

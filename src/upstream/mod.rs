@@ -75,8 +75,11 @@ pub enum UpstreamError {
         #[source]
         source: hyper::Error,
     },
-    /// `--max-origins` origins have state and every one is in use.
-    #[error("{0} origins in use, none idle to make room for another (--max-origins); retry later")]
+    /// `--max-origins` origins have state and every one is in use or was
+    /// used within `--origin-idle-ttl`.
+    #[error(
+        "{0} origins in use or used within --origin-idle-ttl, none to make room for another (--max-origins); retry later"
+    )]
     TooManyOrigins(usize),
 }
 
@@ -87,9 +90,11 @@ pub struct OriginCounts {
     pub origins: u64,
     /// Origins removed after `--origin-idle-ttl` unused.
     pub expired: u64,
-    /// Idle origins removed to make room under `--max-origins`.
+    /// Origins unused for `--origin-idle-ttl` removed to make room under
+    /// `--max-origins` before the sweep reached them.
     pub evicted: u64,
-    /// Requests refused (503) because every origin was in use.
+    /// Requests refused (503) because every origin was in use or used
+    /// within `--origin-idle-ttl`.
     pub refused: u64,
 }
 
@@ -150,7 +155,11 @@ impl Upstream {
         });
         let upstream = Arc::new(Upstream {
             shared,
-            origins: Mutex::new(Table::new(pool.max_origins)),
+            origins: Mutex::new(Table::new(
+                pool.max_origins,
+                pool.origin_idle_ttl,
+                pool.prewarm.clone(),
+            )),
             expired: AtomicU64::new(0),
             evicted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -266,11 +275,7 @@ impl Upstream {
         for entry in self.entries() {
             entry.pool.sweep(config.origin_idle_ttl);
         }
-        let removed = self.table().expire(
-            tokio::time::Instant::now(),
-            config.origin_idle_ttl,
-            &config.prewarm,
-        );
+        let removed = self.table().expire(tokio::time::Instant::now());
         self.expired
             .fetch_add(removed.len() as u64, Ordering::Relaxed);
         self.removed(removed);

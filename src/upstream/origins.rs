@@ -1,9 +1,14 @@
 //! The origin table: one entry per origin, holding everything kept for it
 //! (its pool with the DNS answer and learned state, and its metric series),
 //! bounded in time and in number. An entry expires after `--origin-idle-ttl`
-//! without a request, once no request holds it; past `--max-origins` a new
-//! origin takes the place of the least recently used idle entry, and when
-//! every entry is in use the new origin is refused (503).
+//! without a request, once no request holds it. Past `--max-origins` a new
+//! origin may take the place of an entry only if that entry has also gone
+//! `--origin-idle-ttl` without a request and no request holds it (the
+//! least recently used such one); otherwise the new origin is refused
+//! (503). An origin that served a request within its TTL is never pushed
+//! out by new names, so a flood of names cannot flush the warm pools other
+//! clients use: it fills only the free places, and the rest of it is
+//! refused until entries expire.
 //!
 //! "In use" is "a request holds an [`InUse`] of the entry": from checkout
 //! until the request is accounted for (metrics and log line). New holders
@@ -85,9 +90,13 @@ impl<T> Drop for InUse<T> {
 pub(super) struct Table<T> {
     map: HashMap<Origin, Arc<Slot<T>>>,
     max: usize,
+    /// `--origin-idle-ttl`: an entry used more recently stays.
+    ttl: Duration,
+    /// Prewarm origins: never removed.
+    keep: Vec<Origin>,
 }
 
-/// A new origin found every entry in use.
+/// A new origin found every entry held or used within the TTL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Full;
 
@@ -95,16 +104,28 @@ pub(super) struct Full;
 pub(super) type Removed<T> = Vec<(Origin, Arc<Slot<T>>)>;
 
 impl<T> Table<T> {
-    pub(super) fn new(max: usize) -> Self {
+    /// At most `max` entries, each kept while used within `ttl`, and the
+    /// origins of `keep` for ever.
+    pub(super) fn new(max: usize, ttl: Duration, keep: Vec<Origin>) -> Self {
         Table {
             map: HashMap::new(),
             max: max.max(1),
+            ttl,
+            keep,
         }
+    }
+
+    /// Whether the entry of `origin` may go at `now`: nobody holds it, it
+    /// has not been used for the TTL, and it is not kept.
+    fn removable(&self, origin: &Origin, slot: &Slot<T>, now: Instant) -> bool {
+        slot.is_idle()
+            && now.saturating_duration_since(slot.last_used()) >= self.ttl
+            && !self.keep.contains(origin)
     }
 
     /// The entry of `origin`, held and marked used at `now`; made by `make`
     /// when new. A new origin past the cap first removes the least recently
-    /// used idle entry (returned), or fails when none is idle.
+    /// used removable entry (returned), or fails when none is.
     pub(super) fn get(
         &mut self,
         origin: &Origin,
@@ -120,7 +141,7 @@ impl<T> Table<T> {
             let lru = self
                 .map
                 .iter()
-                .filter(|(_, s)| s.is_idle())
+                .filter(|(o, s)| self.removable(o, s, now))
                 .min_by_key(|(_, s)| s.last_used())
                 .map(|(o, _)| o.clone())
                 .ok_or(Full)?;
@@ -137,14 +158,12 @@ impl<T> Table<T> {
         Ok((InUse::new(slot), removed))
     }
 
-    /// Removes entries unused for `ttl` and idle, except `keep`.
-    pub(super) fn expire(&mut self, now: Instant, ttl: Duration, keep: &[Origin]) -> Removed<T> {
+    /// Removes every removable entry (idle, unused for the TTL, not kept).
+    pub(super) fn expire(&mut self, now: Instant) -> Removed<T> {
         let expired: Vec<Origin> = self
             .map
             .iter()
-            .filter(|(o, s)| {
-                s.is_idle() && now.duration_since(s.last_used()) >= ttl && !keep.contains(o)
-            })
+            .filter(|(o, s)| self.removable(o, s, now))
             .map(|(o, _)| o.clone())
             .collect();
         expired
@@ -188,41 +207,76 @@ mod tests {
         removed.iter().map(|(o, _)| o.host.to_string()).collect()
     }
 
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
     #[test]
-    fn the_least_recently_used_idle_entry_makes_room() {
+    fn the_least_recently_used_expired_entry_makes_room() {
         let t0 = ahead();
-        let mut table: Table<&str> = Table::new(2);
-        let (a, _) = table.get(&o("a"), t0, || "a").expect("room");
-        drop(a);
-        let (b, _) = table
-            .get(&o("b"), t0 + Duration::from_secs(1), || "b")
-            .expect("room");
-        drop(b);
+        let mut table: Table<&str> = Table::new(2, TTL, Vec::new());
+        drop(table.get(&o("a"), t0, || "a").expect("room"));
+        drop(table.get(&o("b"), t0 + secs(1), || "b").expect("room"));
         // `a` is used again: `b` is now the least recently used.
-        drop(
-            table
-                .get(&o("a"), t0 + Duration::from_secs(2), || "a")
-                .expect("hit"),
+        drop(table.get(&o("a"), t0 + secs(2), || "a").expect("hit"));
+        assert!(
+            table.get(&o("c"), t0 + secs(3), || "c").is_err(),
+            "both used within the TTL: refused"
         );
         let (_c, removed) = table
-            .get(&o("c"), t0 + Duration::from_secs(3), || "c")
-            .expect("evicts");
+            .get(&o("c"), t0 + secs(70), || "c")
+            .expect("both unused for the TTL");
         assert_eq!(names(&removed), ["b"]);
         assert_eq!(table.len(), 2);
     }
 
     #[test]
+    fn a_flood_of_names_fills_free_places_only() {
+        let t0 = ahead();
+        let mut table: Table<&str> = Table::new(3, TTL, Vec::new());
+        for host in ["steady-a", "steady-b"] {
+            drop(table.get(&o(host), t0, || "steady").expect("room"));
+        }
+        let mut admitted = Vec::new();
+        for i in 0..50u64 {
+            let name = format!("flood-{i}");
+            if let Ok((entry, removed)) = table.get(&o(&name), t0 + secs(1 + i), || "flood") {
+                assert!(
+                    removed.is_empty(),
+                    "{name} pushed out {:?}",
+                    names(&removed)
+                );
+                drop(entry);
+                admitted.push(name);
+            }
+        }
+        assert_eq!(admitted, ["flood-0"], "one free place");
+        assert!(table.peek(&o("steady-a")).is_some() && table.peek(&o("steady-b")).is_some());
+        // Past the TTL the entries that are not used again go.
+        drop(
+            table
+                .get(&o("steady-a"), t0 + secs(59), || "steady")
+                .expect("hit"),
+        );
+        let removed = table.expire(t0 + secs(61));
+        assert_eq!(names(&removed).len(), 2);
+        assert!(table.peek(&o("steady-a")).is_some());
+    }
+
+    #[test]
     fn entries_in_use_are_never_removed() {
         let t0 = ahead();
-        let mut table: Table<&str> = Table::new(2);
+        let mut table: Table<&str> = Table::new(2, secs(1), Vec::new());
         let (a, _) = table.get(&o("a"), t0, || "a").expect("room");
         let (b, _) = table.get(&o("b"), t0, || "b").expect("room");
-        let later = t0 + Duration::from_secs(3600);
+        let later = t0 + secs(3600);
         assert!(
             table.get(&o("c"), later, || "c").is_err(),
             "both in use: refused"
         );
-        assert!(table.expire(later, Duration::from_secs(1), &[]).is_empty());
+        assert!(table.expire(later).is_empty());
         drop(b);
         let (_c, removed) = table.get(&o("c"), later, || "c").expect("b is idle now");
         assert_eq!(names(&removed), ["b"]);
@@ -233,61 +287,48 @@ mod tests {
     #[test]
     fn holding_every_entry_does_not_make_them_in_use() {
         // The sweep and every `/metrics` scrape walk all entries; while they
-        // do, a new origin must still find an idle one to evict.
+        // do, a new origin must still find an expired one to evict.
         let t0 = ahead();
-        let mut table: Table<&str> = Table::new(2);
+        let mut table: Table<&str> = Table::new(2, TTL, Vec::new());
         drop(table.get(&o("a"), t0, || "a").expect("room"));
         drop(table.get(&o("b"), t0, || "b").expect("room"));
         let snapshot = table.entries();
         let (_c, removed) = table
-            .get(&o("c"), t0 + Duration::from_secs(1), || "c")
-            .expect("an idle entry makes room while the snapshot is held");
+            .get(&o("c"), t0 + TTL, || "c")
+            .expect("an expired entry makes room while the snapshot is held");
         assert_eq!(removed.len(), 1);
         assert_eq!(snapshot.len(), 2);
     }
 
     #[test]
     fn a_hold_ending_marks_the_entry_used() {
-        let ttl = Duration::from_secs(60);
         let now = Instant::now();
         let checked_out = now
-            .checked_sub(Duration::from_secs(100))
+            .checked_sub(secs(100))
             .expect("the clock started a while ago");
-        let mut table: Table<&str> = Table::new(10);
+        let mut table: Table<&str> = Table::new(10, TTL, Vec::new());
         let (held, _) = table.get(&o("a"), checked_out, || "a").expect("room");
         // Finished long after it checked out: its TTL runs from the end.
         drop(held);
         let finished = Instant::now();
-        assert!(
-            table
-                .expire(now + Duration::from_secs(59), ttl, &[])
-                .is_empty()
-        );
-        assert_eq!(names(&table.expire(finished + ttl, ttl, &[])), ["a"]);
+        assert!(table.expire(now + secs(59)).is_empty());
+        assert_eq!(names(&table.expire(finished + TTL)), ["a"]);
     }
 
     #[test]
     fn idle_entries_expire_after_the_ttl_except_kept_ones() {
         let t0 = ahead();
-        let ttl = Duration::from_secs(60);
-        let mut table: Table<&str> = Table::new(10);
+        let mut table: Table<&str> = Table::new(10, TTL, vec![o("keep")]);
         for (i, host) in ["a", "b", "keep"].into_iter().enumerate() {
             drop(
                 table
-                    .get(&o(host), t0 + Duration::from_secs(i as u64), || "x")
+                    .get(&o(host), t0 + secs(i as u64), || "x")
                     .expect("room"),
             );
         }
-        let keep = [o("keep")];
-        assert!(
-            table
-                .expire(t0 + Duration::from_secs(59), ttl, &keep)
-                .is_empty()
-        );
-        let removed = table.expire(t0 + Duration::from_secs(60), ttl, &keep);
-        assert_eq!(names(&removed), ["a"]);
-        let removed = table.expire(t0 + Duration::from_secs(3600), ttl, &keep);
-        assert_eq!(names(&removed), ["b"]);
+        assert!(table.expire(t0 + secs(59)).is_empty());
+        assert_eq!(names(&table.expire(t0 + secs(60))), ["a"]);
+        assert_eq!(names(&table.expire(t0 + secs(3600))), ["b"]);
         assert_eq!(table.len(), 1);
         assert!(table.peek(&o("keep")).is_some());
     }

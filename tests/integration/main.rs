@@ -32,6 +32,7 @@ mod idle_learning;
 mod idle_release;
 mod observability;
 mod operator;
+mod origin_flood;
 mod pool;
 mod pool_basic;
 mod readme;
