@@ -5,6 +5,7 @@
 pub mod cli;
 pub mod manual;
 mod print;
+pub mod redact;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

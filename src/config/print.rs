@@ -14,6 +14,7 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use super::AWS_PATTERNS;
+use super::redact::{self, REDACTED};
 
 /// Flags that are not settings: they act and exit, or name the file itself.
 const NOT_SETTINGS: [&str; 4] = ["config", "print-config", "version", "help"];
@@ -23,9 +24,6 @@ const AWS_DEFAULT_LISTS: [&str; 2] = ["allow-host", "https-upgrade"];
 
 /// Words that make a flag's whole value secret.
 const SECRET_WORDS: [&str; 4] = ["password", "secret", "token", "credential"];
-
-/// What stands in for a secret.
-const REDACTED: &str = "REDACTED";
 
 /// The TOML text for `matches` of `cmd`.
 pub(super) fn toml(cmd: &Command, matches: &ArgMatches) -> String {
@@ -75,7 +73,7 @@ fn entry(arg: &Arg, long: &str, matches: &ArgMatches) -> String {
             if secret_name && !v.is_empty() {
                 secret = true;
                 REDACTED.to_owned()
-            } else if let Some(masked) = mask_url_password(v) {
+            } else if let Some(masked) = redact::url_password(v) {
                 secret = true;
                 masked
             } else {
@@ -110,23 +108,6 @@ fn value(text: &str) -> String {
         Ok(i) if i.to_string() == text => text.to_owned(),
         _ => toml::Value::String(text.to_owned()).to_string(),
     }
-}
-
-/// `scheme://user:password@host…` with the password replaced, or `None`
-/// when `text` carries no password.
-fn mask_url_password(text: &str) -> Option<String> {
-    let (scheme, rest) = text.split_once("://")?;
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let (userinfo, host) = authority.rsplit_once('@')?;
-    let (user, password) = userinfo.split_once(':')?;
-    if password.is_empty() {
-        return None;
-    }
-    Some(format!(
-        "{scheme}://{user}:{REDACTED}@{host}{}",
-        &rest[authority_end..]
-    ))
 }
 
 #[cfg(test)]
@@ -232,7 +213,7 @@ mod tests {
             ("plain", None),
         ];
         for (text, want) in cases {
-            assert_eq!(mask_url_password(text).as_deref(), want, "{text}");
+            assert_eq!(redact::url_password(text).as_deref(), want, "{text}");
         }
     }
 

@@ -25,6 +25,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::time::Instant;
 
+use crate::config::redact;
+
 /// Leased tokens not spent within this are dropped.
 pub const LEASE_TTL: Duration = Duration::from_secs(1);
 /// After a failed or slow call, Redis is not asked again for this long.
@@ -69,6 +71,7 @@ pub enum Decision {
 #[derive(Debug, thiserror::Error)]
 #[error("--rate-limit-redis {url}")]
 pub struct SharedError {
+    /// The URL with its password redacted.
     url: String,
     #[source]
     source: redis::RedisError,
@@ -153,7 +156,7 @@ impl Shared {
             let _ = rustls::crypto::ring::default_provider().install_default();
         }
         let client = redis::Client::open(url).map_err(|source| SharedError {
-            url: url.to_owned(),
+            url: redact::url(url),
             source,
         })?;
         let count = count.max(1);

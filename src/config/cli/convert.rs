@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::{Args, ConfigError};
-use crate::config::{Config, LogDestination};
+use crate::config::{Config, LogDestination, redact};
 use crate::origin::Origin;
 
 impl Args {
@@ -118,7 +118,8 @@ impl Args {
             && !(url.starts_with("redis://") || url.starts_with("rediss://"))
         {
             return Err(invalid(format!(
-                "--rate-limit-redis {url:?}: want redis://HOST:PORT[/DB] or rediss://…"
+                "--rate-limit-redis {:?}: want redis://HOST:PORT[/DB] or rediss://…",
+                redact::url(url)
             )));
         }
         if self.rate_limit_redis.is_some() && self.rate_limit.count == 0 {

@@ -99,3 +99,49 @@ async fn rate_limit_by_header_key_429s_one_client_only() {
     )
     .await;
 }
+
+/// The `--rate-limit-redis` password never shows: not in the startup error
+/// of a URL Redis cannot use, not in the warning when Redis is unreachable.
+#[tokio::test]
+async fn the_redis_password_is_redacted_in_every_message() {
+    const PASSWORD: &str = "hunter2-secret";
+    for url in [
+        format!("redis://:{PASSWORD}@127.0.0.1:6379/not-a-number"),
+        format!("redis://app:{PASSWORD}@127.0.0.1:99999"),
+        format!("http://app:{PASSWORD}@127.0.0.1:6379"),
+    ] {
+        let refused = Proxy::try_spawn_binary(["--rate-limit", "5", "--rate-limit-redis", &url]);
+        let err = match refused.await {
+            Ok(_) => panic!("{url}: the proxy started"),
+            Err(err) => err,
+        };
+        // The harness's message repeats the arguments; what the proxy
+        // printed follows its stderr marker.
+        let stderr = err.split("--- stderr ---").nth(1).unwrap_or_default();
+        assert!(stderr.contains("--rate-limit-redis"), "{url}: {err}");
+        assert!(stderr.contains("REDACTED"), "{url}: {err}");
+        assert!(
+            !stderr.contains(PASSWORD),
+            "{url}: the password shows: {err}"
+        );
+    }
+
+    // Nothing listens on port 1: the first request finds Redis down.
+    let origin = Origin::plain_http1().reply(200, "ok").start().await;
+    let url = format!("redis://app:{PASSWORD}@127.0.0.1:1/0");
+    let proxy = Proxy::spawn_binary(origin.proxy_args_with(&[
+        "--rate-limit",
+        "5",
+        "--rate-limit-redis",
+        &url,
+    ]))
+    .await;
+    let resp = proxy.get(HOST, "/r").await;
+    assert_eq!(resp.status(), 200, "fails open: {}", resp.text());
+    crate::support::wait_until("the Redis warning", TIMEOUT, || {
+        proxy.stderr().contains("rate_limit.redis unavailable")
+    })
+    .await;
+    let stderr = proxy.stderr();
+    assert!(!stderr.contains(PASSWORD), "the password shows:\n{stderr}");
+}
