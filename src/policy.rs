@@ -187,10 +187,18 @@ fn canonical(ip: IpAddr) -> IpAddr {
                 return IpAddr::V4(v4);
             }
             let s = v6.segments();
-            // NAT64 well-known prefix 64:ff9b::/96 embeds an IPv4 address.
-            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+            // NAT64 well-known prefix 64:ff9b::/96 and the local-use prefix
+            // 64:ff9b:1::/48 (RFC 8215, as a /96) embed an IPv4 address in
+            // the last 32 bits.
+            if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || s[..3] == [0x64, 0xff9b, 1] {
                 let [a, b] = s[6].to_be_bytes();
                 let [c, d] = s[7].to_be_bytes();
+                return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
+            }
+            // 6to4 (2002::/16, RFC 3056): the IPv4 address follows the prefix.
+            if s[0] == 0x2002 {
+                let [a, b] = s[1].to_be_bytes();
+                let [c, d] = s[2].to_be_bytes();
                 return IpAddr::V4(Ipv4Addr::new(a, b, c, d));
             }
             IpAddr::V6(v6)
@@ -389,13 +397,24 @@ mod tests {
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1:2:3:4:7f00:1",
+            "2002:a9fe:a9fe::1",
+            "2002:7f00:1::",
+            "2002:a00:1::1",
             "::127.0.0.1",
         ];
         for addr in refused {
             let ip: IpAddr = addr.parse().expect("ip");
             assert!(p.check_addr("h", ip).is_err(), "{addr} must be refused");
         }
-        for addr in ["52.216.1.1", "2600:1f18::1", "::ffff:52.216.1.1"] {
+        for addr in [
+            "52.216.1.1",
+            "2600:1f18::1",
+            "::ffff:52.216.1.1",
+            "64:ff9b:1::34d8:101",
+            "2002:34d8:101::1",
+        ] {
             let ip: IpAddr = addr.parse().expect("ip");
             assert!(p.check_addr("h", ip).is_ok(), "{addr} must be allowed");
         }
