@@ -99,8 +99,11 @@ async fn out_of_descriptors_the_proxy_backs_off_and_serves_again() {
         per_second * window.as_secs()
     );
     let failures = accept_failures(&proxy.stderr());
+    // One line per listener per burst; a listener whose accept works in
+    // between (a descriptor came free) starts a new burst. Logging every
+    // failed attempt, as before, wrote 39 lines in this window.
     assert!(
-        failures <= 2,
+        failures <= 6,
         "{failures} accept-failure lines: one per listener per burst is enough\n{}",
         proxy.stderr()
     );
